@@ -1,0 +1,1 @@
+"""The FastAPI server on the same core (seed routes, OpenAI-compatible routes, metrics)."""

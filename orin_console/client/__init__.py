@@ -1,0 +1,1 @@
+"""The async Python SDK. Talks to the API over HTTP only; imports nothing from core."""

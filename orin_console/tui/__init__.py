@@ -1,0 +1,1 @@
+"""The Textual console (tier map, gauges, catalog, chat). Talks to the core's manager only."""
