@@ -1,0 +1,123 @@
+"""The ``orin-console`` command: parses arguments and dispatches to the subcommand modules.
+
+Every subcommand module exposes ``register(subparsers)``, which adds its parser and sets
+``func`` (called with the parsed namespace and the :class:`Context`; it returns an exit code).
+Errors the core raises on purpose (:class:`OrinError`) and bad arguments end with a one-line
+message and exit status 2; no traceback reaches the user unless ``ORIN_DEBUG=1`` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from orin_console import __version__
+from orin_console.core.errors import OrinError
+from orin_console.core.settings import Settings, load_settings
+
+EXIT_USAGE = 2
+
+
+@dataclass
+class Context:
+    """What every subcommand gets: the settings and where to print."""
+
+    settings: Settings
+    console: Console
+    err: Console
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line, exit status 2, no usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (subcommand modules register themselves here)."""
+    from orin_console.cli import models as models_cmd
+
+    parser = _Parser(
+        prog="orin-console",
+        description="Operator console for local LLMs on a Jetson Orin Nano.",
+    )
+    parser.add_argument("--version", action="version", version=f"orin-console {__version__}")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="settings file (default: $ORIN_CONFIG or ~/.config/orin-console/config.toml)",
+    )
+    parser.add_argument(
+        "--catalog",
+        type=Path,
+        default=None,
+        help="catalog file (default: the catalog_path setting, models.toml)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    models_cmd.register(sub)
+    for name in _OPTIONAL_COMMANDS:
+        module = _import_optional(name)
+        if module is not None:
+            module.register(sub)
+    return parser
+
+
+# Subcommand modules added by later work register themselves through this list.
+_OPTIONAL_COMMANDS: tuple[str, ...] = ("telemetry",)
+
+
+def _import_optional(name: str):  # type: ignore[no-untyped-def]
+    import importlib
+
+    try:
+        return importlib.import_module(f"orin_console.cli.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"orin_console.cli.{name}":
+            return None
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script. Returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        overrides = {"catalog_path": args.catalog} if args.catalog else {}
+        settings = load_settings(args.config, **overrides)
+        return int(args.func(args, Context(settings=settings, console=out, err=err)) or 0)
+    except OrinError as exc:
+        err.print(f"orin-console: error: {exc}", markup=False, soft_wrap=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.print("orin-console: interrupted", markup=False)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for the operator
+        if os.environ.get("ORIN_DEBUG") == "1":
+            traceback.print_exc()
+        else:
+            err.print(
+                f"orin-console: internal error: {type(exc).__name__}: {exc} "
+                "(set ORIN_DEBUG=1 for the traceback and please report it)",
+                markup=False,
+                soft_wrap=True,
+            )
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

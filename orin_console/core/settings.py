@@ -1,0 +1,248 @@
+"""Settings: one pydantic model, read from a TOML config file and ``ORIN_*`` variables.
+
+Precedence, highest first: explicit overrides passed to :func:`load_settings`, environment
+variables (``ORIN_RAM_BUDGET_GB=4``), the config file, the defaults below.
+
+The config file is the first of: the ``config_file`` argument, ``$ORIN_CONFIG``,
+``$XDG_CONFIG_HOME/orin-console/config.toml`` (``~/.config/orin-console/config.toml``). A
+missing file is fine (defaults apply); a file that exists but is invalid is refused with every
+bad key named. Keys in the file are the field names below, at top level::
+
+    ram_budget_gb = 4.5
+    model_folders = ["/data/models"]
+    theme = "orin-light"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from .errors import SettingsError
+
+GB = 1024**3
+MB = 1024**2
+
+TelemetrySourceName = Literal["auto", "jtop", "nvml", "psutil"]
+
+
+class Settings(BaseSettings):
+    """Everything an operator may tune. Every field is documented; ranges are enforced."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ORIN_",
+        extra="forbid",
+        validate_default=True,
+        frozen=True,
+    )
+
+    ram_budget_gb: float = Field(
+        5.0,
+        ge=0.25,
+        le=8.0,
+        description="Memory the RAM tier (GPU-resident, locked) may use, in GB (default 5, max 8).",
+    )
+    swap_budget_gb: float = Field(
+        10.0,
+        ge=0.25,
+        le=12.0,
+        description="Memory the swap tier (CPU-only, pageable) may use, in GB (default 10, max 12).",
+    )
+    max_model_gb: float = Field(
+        7.0,
+        ge=0.01,
+        le=8.0,
+        description="No model whose predicted footprint exceeds this many GB is admitted at all.",
+    )
+    reserve_mb: int = Field(
+        512,
+        ge=0,
+        le=4096,
+        description="Memory always left free for the OS and the console, in MB (default 512).",
+    )
+    catalog_path: Path = Field(
+        Path("models.toml"),
+        description="The model catalog (relative paths are taken from the working directory).",
+    )
+    model_folders: list[Path] = Field(
+        default_factory=lambda: [Path("models")],
+        description="Folders the API may add models from (resolved real paths, regular files).",
+    )
+    state_dir: Path = Field(
+        Path.home() / ".local" / "state" / "orin-console",
+        description="Where measured memory figures and usage counts are kept between runs.",
+    )
+    bind_host: str = Field(
+        "127.0.0.1",
+        description="Address the API binds to. Anything but loopback requires a token.",
+    )
+    port: int = Field(8000, ge=1, le=65535, description="TCP port of the API.")
+    token: SecretStr | None = Field(
+        None,
+        description="Bearer token the API requires on every route but health (needed off loopback).",
+    )
+    theme: str = Field(
+        "orin-dark",
+        min_length=1,
+        max_length=64,
+        description="Colour theme of the console (a file name under themes/, without .toml).",
+    )
+    telemetry_source: TelemetrySourceName = Field(
+        "auto",
+        description="Where gauges come from: auto (jtop, then NVML, then psutil), or one of them.",
+    )
+    telemetry_interval_s: float = Field(
+        1.0,
+        ge=0.1,
+        le=60.0,
+        description="Seconds between telemetry samples (default 1).",
+    )
+    telemetry_history: int = Field(
+        300,
+        ge=10,
+        le=86400,
+        description="Samples kept for sparklines (default 300: five minutes at 1 Hz).",
+    )
+
+    @field_validator("theme")
+    @classmethod
+    def _theme_is_a_name(cls, value: str) -> str:
+        if not all(ch.isalnum() or ch in "-_" for ch in value):
+            raise ValueError("must contain only letters, digits, '-' and '_'")
+        return value
+
+    @property
+    def ram_budget_bytes(self) -> int:
+        """The RAM tier budget in bytes."""
+        return int(self.ram_budget_gb * GB)
+
+    @property
+    def swap_budget_bytes(self) -> int:
+        """The swap tier budget in bytes."""
+        return int(self.swap_budget_gb * GB)
+
+    @property
+    def max_model_bytes(self) -> int:
+        """The per-model maximum in bytes."""
+        return int(self.max_model_gb * GB)
+
+    @property
+    def reserve_bytes(self) -> int:
+        """The reserve in bytes."""
+        return self.reserve_mb * MB
+
+
+def default_config_file(env: Mapping[str, str] | None = None) -> Path:
+    """Where the config file is looked for when none is named."""
+    env = os.environ if env is None else env
+    if env.get("ORIN_CONFIG"):
+        return Path(env["ORIN_CONFIG"]).expanduser()
+    base = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "orin-console" / "config.toml"
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads the flat TOML config file; a missing file contributes nothing."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        # Unused: __call__ returns the whole mapping at once.
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if not self.path.is_file():
+            return {}
+        try:
+            with self.path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"{self.path}: cannot read the config file: {exc}") from None
+        return data
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """``ORIN_*`` variables from a given mapping (``os.environ`` unless a test passes one)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._mapping = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {key.lower(): value for key, value in self._mapping.items()}
+
+
+def _describe_errors(exc: ValidationError, origin: str) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        info = Settings.model_fields.get(str(err["loc"][0])) if err["loc"] else None
+        allowed = ""
+        if info is not None:
+            lo = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
+            hi = next((m.le for m in info.metadata if hasattr(m, "le")), None)
+            if lo is not None and hi is not None:
+                allowed = f" (allowed: {lo} to {hi})"
+        if err["type"] == "extra_forbidden":
+            msg = "is not a known setting; see the README's settings table"
+        else:
+            msg = err["msg"][0].lower() + err["msg"][1:]
+        env_name = f"ORIN_{field.upper()}"
+        lines.append(f"{field} = {err.get('input')!r}: {msg}{allowed} [{env_name} or {origin}]")
+    return "invalid settings: " + "; ".join(lines)
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings from overrides, ``ORIN_*`` variables and the config file.
+
+    Args:
+        config_file: the TOML file to read; ``None`` means :func:`default_config_file`.
+        env: the environment to read (default: ``os.environ``); tests pass their own.
+        **overrides: values that beat every other source.
+
+    Raises:
+        SettingsError: a value is out of range or of the wrong type, a key is unknown, or
+            the config file is not valid TOML. The message names every bad field and its
+            allowed range.
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    path = Path(config_file).expanduser() if config_file else default_config_file(environ)
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (
+                init_settings,
+                _MappingEnvSource(settings_cls, environ),
+                _TomlFileSource(settings_cls, path),
+            )
+
+    try:
+        loaded = _Loaded(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe_errors(exc, str(path))) from None
+    return Settings.model_validate(loaded.model_dump())
