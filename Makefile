@@ -1,0 +1,21 @@
+# The README's two commands: `make run` and `make test`. Both set everything up first.
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup models run test bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+models: setup
+	@$(BIN)/orin-console models fetch-demo
+
+# Until the TUI lands this shows the catalog with each file's validated header facts.
+run: models
+	@$(BIN)/orin-console models list
+
+test: models
+	@$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .import_linter_cache
