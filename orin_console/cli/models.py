@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
@@ -81,21 +82,29 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
         ctx.console.print(f"The catalog {store.path} is empty: add a model with "
                           "`orin-console models add PATH`.", markup=False)
         return 0
-    table = Table(title=f"Catalog: {store.path}", title_justify="left")
-    for column in ("id", "file", "size", "arch", "quant", "context", "tasks", "tier"):
-        table.add_column(column, overflow="fold")
+    cells = []
     for r in rows:
         tier = r.entry.tier + (" (pinned)" if r.entry.pin else "")
         if r.info is None:
-            table.add_row(escape(r.entry.id), escape(r.path.name), "-", f"[red]{escape(r.problem or '')}[/]",
-                          "-", str(r.entry.context), ",".join(r.entry.tasks), tier)
-            continue
-        table.add_row(
-            escape(r.entry.id), escape(r.path.name), _size(r.info.file_size),
-            escape(sanitize(r.info.architecture)), escape(r.info.quantization or "?"),
-            f"{r.entry.context}/{r.info.context_length or '?'}",
-            ",".join(r.entry.tasks), tier,
-        )
+            cells.append((r.entry.id, r.path.name, "-", f"invalid: {r.problem}", "-",
+                          str(r.entry.context), ", ".join(r.entry.tasks), tier))
+        else:
+            cells.append((
+                r.entry.id, r.path.name, _size(r.info.file_size), sanitize(r.info.architecture),
+                r.info.quantization or "?", f"{r.entry.context}/{r.info.context_length or '?'}",
+                ", ".join(r.entry.tasks), tier,
+            ))
+    table = Table(title=f"Catalog: {store.path}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  padding=(0, 1), collapse_padding=True)
+    headers = ("id", "file", "size", "arch", "quant", "context", "tasks", "tier")
+    for index, header in enumerate(headers):
+        if header in ("file", "tasks"):  # these give way on a narrow terminal
+            table.add_column(header, overflow="fold", min_width=6)
+        else:
+            table.add_column(header, overflow="fold",
+                             min_width=min(24, max(len(header), *(len(c[index]) for c in cells))))
+    for row in cells:
+        table.add_row(*(escape(text) for text in row))
     ctx.console.print(table)
     return 0
 
@@ -144,6 +153,8 @@ def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
     store = CatalogStore(ctx.settings.catalog_path)
     result = add_models(store, args.path, model_id=args.model_id, tasks=tasks,
                         tier=args.tier, context=args.context)
+    if len(result.refused) == 1 and not result.added:
+        raise CatalogError(f"not added: {result.refused[0].reason}")
     for entry in result.added:
         ctx.console.print(f"added {entry.id}: {entry.path} (tasks {','.join(entry.tasks)}, "
                           f"tier {entry.tier}, context {entry.context})", markup=False)
