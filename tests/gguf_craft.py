@@ -9,6 +9,7 @@ attribute that a test can replace with anything, valid or not, before :meth:`Cra
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 # GGUF metadata value types.
@@ -65,7 +66,7 @@ def val(vtype: int, value: object) -> bytes:
     return u32(vtype) + scalar(vtype, value)
 
 
-def arr(elem_type: int, values: list[object], count: int | None = None) -> bytes:
+def arr(elem_type: int, values: Sequence[object], count: int | None = None) -> bytes:
     """Type tag ARRAY + element type + count + elements (``count`` may lie)."""
     body = b"".join(scalar(elem_type, v) for v in values)
     n = len(values) if count is None else count
@@ -173,7 +174,7 @@ class Craft:
             u64_at.append(pos)
             parts += [k, v]
             pos += len(k) + len(v)
-        for t, off in zip(self.tensors, self.tensor_offsets()):
+        for t, off in zip(self.tensors, self.tensor_offsets(), strict=True):
             name = t.name.encode() if isinstance(t.name, str) else t.name
             info = gstr(name) + u32(len(t.dims) if t.n_dims is None else t.n_dims)
             u64_at.append(pos)
@@ -191,7 +192,9 @@ class Craft:
         head, _ = self.header()
         pad = _align(len(head), self.alignment) - len(head)
         if self.data is None:
-            ends = [o + t.n_bytes() for o, t in zip(self.tensor_offsets(), self.tensors)]
+            ends = [
+                o + t.n_bytes() for o, t in zip(self.tensor_offsets(), self.tensors, strict=True)
+            ]
             data = bytes(min(max(ends, default=0), MAX_AUTO_DATA))
         else:
             data = self.data
@@ -238,7 +241,10 @@ def baseline() -> Craft:
     c.set("tokenizer.ggml.scores", arr(FLOAT32, [0.0] * len(tokens)))
     c.set("tokenizer.ggml.token_type", arr(INT32, [2, 3, 3] + [1] * (len(tokens) - 3)))
     c.set("tokenizer.ggml.add_bos_token", val(BOOL, 1))
-    c.set("tokenizer.chat_template", val(STRING, "{% for m in messages %}{{ m.content }}\n{% endfor %}"))
+    c.set(
+        "tokenizer.chat_template",
+        val(STRING, "{% for m in messages %}{{ m.content }}\n{% endfor %}"),
+    )
     kv_dim = N_EMBD // N_HEAD * N_HEAD_KV
     c.tensors = [
         Tensor("token_embd.weight", [N_EMBD, N_VOCAB], Q8_0),

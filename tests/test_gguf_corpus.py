@@ -27,7 +27,6 @@ from gguf_craft import (
     Tensor,
     arr,
     baseline,
-    baseline_tokens,
     gstr,
     u32,
     u64,
@@ -35,7 +34,7 @@ from gguf_craft import (
 )
 
 from orin_console.core.errors import GGUFError
-from orin_console.core.gguf import GGUFLimits, read_gguf
+from orin_console.core.gguf import DEFAULT_LIMITS, GGUFLimits, read_gguf
 
 U64_MAX = (1 << 64) - 1
 
@@ -80,15 +79,20 @@ def _tensor_offset(name: str, offset: int) -> Callable[[Craft], None]:
 def _swap_offsets(c: Craft) -> None:
     offs = c.tensor_offsets()
     c.tensors[0].offset, c.tensors[1].offset = offs[1], offs[0]
-    for t, o in zip(c.tensors[2:], offs[2:]):
+    for t, o in zip(c.tensors[2:], offs[2:], strict=True):
         t.offset = o
 
 
 def _overlap(c: Craft) -> None:
     offs = c.tensor_offsets()
-    for t, o in zip(c.tensors, offs):
+    for t, o in zip(c.tensors, offs, strict=True):
         t.offset = o
     c.tensors[1].offset = 32  # token_embd.weight occupies 0..680
+
+
+def _no_dims(c: Craft) -> None:
+    c.tensors[1].dims = []
+    c.tensors[1].n_dims = 0
 
 
 def _truncate_data(c: Craft) -> None:
@@ -123,7 +127,7 @@ class Case:
     build: Callable[[], bytes]
     field: str
     reason: str = ""
-    limits: GGUFLimits = GGUFLimits()
+    limits: GGUFLimits = DEFAULT_LIMITS
 
 
 TOKENS_KEY = "tokenizer.ggml.tokens"
@@ -145,7 +149,9 @@ CASES: list[Case] = [
     Case("shorter-than-header", _raw(b"GGUF" + u32(3) + b"\x01\x00"), "n_tensors", "truncated"),
     Case("no-kv-count", _raw(b"GGUF" + u32(3) + u64(0)), "n_kv", "truncated"),
     # -- counts -----------------------------------------------------------------------
-    Case("n_tensors-u64-max", _edit(lambda c: setattr(c, "n_tensors", U64_MAX)), "n_tensors", "limit"),
+    Case(
+        "n_tensors-u64-max", _edit(lambda c: setattr(c, "n_tensors", U64_MAX)), "n_tensors", "limit"
+    ),
     Case(
         "n_tensors-beyond-file",
         _edit(lambda c: setattr(c, "n_tensors", 60000)),
@@ -155,10 +161,20 @@ CASES: list[Case] = [
     Case("n_kv-u64-max", _edit(lambda c: setattr(c, "n_kv", U64_MAX)), "n_kv", "limit"),
     Case("n_kv-beyond-file", _edit(lambda c: setattr(c, "n_kv", 60000)), "n_kv", "bytes remain"),
     # -- keys -------------------------------------------------------------------------
-    Case("key-past-eof", _edit(lambda c: _set_key_raw(c, 0, u64(60000) + b"general")), "kv[0].key", "truncated"),
+    Case(
+        "key-past-eof",
+        _edit(lambda c: _set_key_raw(c, 0, u64(60000) + b"general")),
+        "kv[0].key",
+        "truncated",
+    ),
     Case("key-over-limit", _edit(lambda c: _set_key_raw(c, 0, u64(1 << 40))), "kv[0].key", "limit"),
     Case("key-empty", _edit(lambda c: _set_key_raw(c, 1, gstr(b""))), "kv[1].key", "empty"),
-    Case("key-not-utf8", _edit(lambda c: _set_key_raw(c, 2, gstr(b"gen\xc3\x28"))), "kv[2].key", "UTF-8"),
+    Case(
+        "key-not-utf8",
+        _edit(lambda c: _set_key_raw(c, 2, gstr(b"gen\xc3\x28"))),
+        "kv[2].key",
+        "UTF-8",
+    ),
     Case(
         "key-duplicate",
         _edit(lambda c: c.kvs.append(c.kvs[0])),
@@ -166,30 +182,89 @@ CASES: list[Case] = [
         "duplicate",
     ),
     # -- values -----------------------------------------------------------------------
-    Case("value-type-13", _edit(lambda c: c.set("general.name", u32(13) + gstr("x"))), "general.name", "unknown value type"),
-    Case("value-type-huge", _edit(lambda c: c.set("general.name", u32(0xFFFFFFFF))), "general.name", "unknown value type"),
-    Case("bool-is-2", _edit(lambda c: c.set("tokenizer.ggml.add_bos_token", u32(BOOL) + b"\x02")), "tokenizer.ggml.add_bos_token", "bool"),
+    Case(
+        "value-type-13",
+        _edit(lambda c: c.set("general.name", u32(13) + gstr("x"))),
+        "general.name",
+        "unknown value type",
+    ),
+    Case(
+        "value-type-huge",
+        _edit(lambda c: c.set("general.name", u32(0xFFFFFFFF))),
+        "general.name",
+        "unknown value type",
+    ),
+    Case(
+        "bool-is-2",
+        _edit(lambda c: c.set("tokenizer.ggml.add_bos_token", u32(BOOL) + b"\x02")),
+        "tokenizer.ggml.add_bos_token",
+        "bool",
+    ),
     Case(
         "string-past-eof",
         _edit(lambda c: c.set("tokenizer.chat_template", u32(STRING) + u64(10**6) + b"{%")),
         "tokenizer.chat_template",
         "truncated",
     ),
-    Case("string-over-limit", _edit(lambda c: c.set("general.name", u32(STRING) + u64(1 << 63))), "general.name", "limit"),
-    Case("string-not-utf8", _edit(lambda c: c.set("general.name", val(STRING, b"caf\xe9"))), "general.name", "UTF-8"),
-    Case("array-nested", _edit(lambda c: c.set("general.tags", u32(ARRAY) + u32(ARRAY) + u64(1))), "general.tags", "nested"),
-    Case("array-elem-type-unknown", _edit(lambda c: c.set("general.tags", u32(ARRAY) + u32(42) + u64(1))), "general.tags", "element type"),
-    Case("array-count-past-eof", _edit(lambda c: c.set("general.tags", u32(ARRAY) + u32(UINT32) + u64(10**6))), "general.tags", "truncated"),
-    Case("array-count-u64-max", _edit(lambda c: c.set("general.tags", u32(ARRAY) + u32(STRING) + u64(U64_MAX))), "general.tags", "limit"),
+    Case(
+        "string-over-limit",
+        _edit(lambda c: c.set("general.name", u32(STRING) + u64(1 << 63))),
+        "general.name",
+        "limit",
+    ),
+    Case(
+        "string-not-utf8",
+        _edit(lambda c: c.set("general.name", val(STRING, b"caf\xe9"))),
+        "general.name",
+        "UTF-8",
+    ),
+    Case(
+        "array-nested",
+        _edit(lambda c: c.set("general.tags", u32(ARRAY) + u32(ARRAY) + u64(1))),
+        "general.tags",
+        "nested",
+    ),
+    Case(
+        "array-elem-type-unknown",
+        _edit(lambda c: c.set("general.tags", u32(ARRAY) + u32(42) + u64(1))),
+        "general.tags",
+        "element type",
+    ),
+    Case(
+        "array-count-past-eof",
+        _edit(lambda c: c.set("general.tags", u32(ARRAY) + u32(UINT32) + u64(10**6))),
+        "general.tags",
+        "truncated",
+    ),
+    Case(
+        "array-count-u64-max",
+        _edit(lambda c: c.set("general.tags", u32(ARRAY) + u32(STRING) + u64(U64_MAX))),
+        "general.tags",
+        "limit",
+    ),
     Case(
         "array-string-elem-past-eof",
-        _edit(lambda c: c.set("general.tags", u32(ARRAY) + u32(STRING) + u64(2) + gstr("a") + u64(10**6))),
+        _edit(
+            lambda c: c.set(
+                "general.tags", u32(ARRAY) + u32(STRING) + u64(2) + gstr("a") + u64(10**6)
+            )
+        ),
         "general.tags[1]",
         "truncated",
     ),
     Case("token-not-utf8", _edit(_many_tokens(17, 20)), f"{TOKENS_KEY}[17]", "UTF-8"),
-    Case("token-not-utf8-after-chunk", _edit(_many_tokens(60000, 70000)), f"{TOKENS_KEY}[60000]", "UTF-8"),
-    Case("token-not-utf8-after-long", _edit(_many_tokens(30, 40, long_len=300)), f"{TOKENS_KEY}[30]", "UTF-8"),
+    Case(
+        "token-not-utf8-after-chunk",
+        _edit(_many_tokens(60000, 70000)),
+        f"{TOKENS_KEY}[60000]",
+        "UTF-8",
+    ),
+    Case(
+        "token-not-utf8-after-long",
+        _edit(_many_tokens(30, 40, long_len=300)),
+        f"{TOKENS_KEY}[30]",
+        "UTF-8",
+    ),
     Case(
         "bool-array-bad",
         _edit(lambda c: c.set("general.flags", arr(BOOL, [0, 1] * 10 + [7]))),
@@ -197,20 +272,85 @@ CASES: list[Case] = [
         "0 or 1",
     ),
     # -- alignment --------------------------------------------------------------------
-    Case("alignment-uint64", _edit(lambda c: c.set("general.alignment", val(UINT64, 32))), "general.alignment", "uint32"),
-    Case("alignment-zero", _edit(lambda c: c.set("general.alignment", val(UINT32, 0))), "general.alignment", "power of two"),
-    Case("alignment-48", _edit(lambda c: c.set("general.alignment", val(UINT32, 48))), "general.alignment", "power of two"),
+    Case(
+        "alignment-uint64",
+        _edit(lambda c: c.set("general.alignment", val(UINT64, 32))),
+        "general.alignment",
+        "uint32",
+    ),
+    Case(
+        "alignment-zero",
+        _edit(lambda c: c.set("general.alignment", val(UINT32, 0))),
+        "general.alignment",
+        "power of two",
+    ),
+    Case(
+        "alignment-48",
+        _edit(lambda c: c.set("general.alignment", val(UINT32, 48))),
+        "general.alignment",
+        "power of two",
+    ),
     # -- required keys and hyperparameters --------------------------------------------
-    Case("arch-missing", _edit(lambda c: c.drop("general.architecture")), "general.architecture", "missing"),
-    Case("arch-not-string", _edit(lambda c: c.set("general.architecture", val(UINT32, 1))), "general.architecture", "string"),
-    Case("arch-control-chars", _edit(lambda c: c.set("general.architecture", val(STRING, "lla\x1b[2Jma"))), "general.architecture", "architecture name"),
-    Case("block_count-missing", _edit(lambda c: c.drop("llama.block_count")), "llama.block_count", "missing"),
-    Case("block_count-2^31", _edit(lambda c: c.set("llama.block_count", val(UINT32, 1 << 31))), "llama.block_count", "range"),
-    Case("block_count-zero", _edit(lambda c: c.set("llama.block_count", val(UINT32, 0))), "llama.block_count", "range"),
-    Case("block_count-float", _edit(lambda c: c.set("llama.block_count", val(FLOAT32, 2.0))), "llama.block_count", "integer"),
-    Case("block_count-string", _edit(lambda c: c.set("llama.block_count", val(STRING, "2"))), "llama.block_count", "integer"),
-    Case("context_length-zero", _edit(lambda c: c.set("llama.context_length", val(UINT32, 0))), "llama.context_length", "range"),
-    Case("embedding_length-float", _edit(lambda c: c.set("llama.embedding_length", val(FLOAT64, 32.0))), "llama.embedding_length", "integer"),
+    Case(
+        "arch-missing",
+        _edit(lambda c: c.drop("general.architecture")),
+        "general.architecture",
+        "missing",
+    ),
+    Case(
+        "arch-not-string",
+        _edit(lambda c: c.set("general.architecture", val(UINT32, 1))),
+        "general.architecture",
+        "string",
+    ),
+    Case(
+        "arch-control-chars",
+        _edit(lambda c: c.set("general.architecture", val(STRING, "lla\x1b[2Jma"))),
+        "general.architecture",
+        "architecture name",
+    ),
+    Case(
+        "block_count-missing",
+        _edit(lambda c: c.drop("llama.block_count")),
+        "llama.block_count",
+        "missing",
+    ),
+    Case(
+        "block_count-2^31",
+        _edit(lambda c: c.set("llama.block_count", val(UINT32, 1 << 31))),
+        "llama.block_count",
+        "range",
+    ),
+    Case(
+        "block_count-zero",
+        _edit(lambda c: c.set("llama.block_count", val(UINT32, 0))),
+        "llama.block_count",
+        "range",
+    ),
+    Case(
+        "block_count-float",
+        _edit(lambda c: c.set("llama.block_count", val(FLOAT32, 2.0))),
+        "llama.block_count",
+        "integer",
+    ),
+    Case(
+        "block_count-string",
+        _edit(lambda c: c.set("llama.block_count", val(STRING, "2"))),
+        "llama.block_count",
+        "integer",
+    ),
+    Case(
+        "context_length-zero",
+        _edit(lambda c: c.set("llama.context_length", val(UINT32, 0))),
+        "llama.context_length",
+        "range",
+    ),
+    Case(
+        "embedding_length-float",
+        _edit(lambda c: c.set("llama.embedding_length", val(FLOAT64, 32.0))),
+        "llama.embedding_length",
+        "integer",
+    ),
     Case(
         "head_count_kv-not-divisor",
         _edit(lambda c: c.set("llama.attention.head_count_kv", val(UINT32, 3))),
@@ -231,21 +371,45 @@ CASES: list[Case] = [
     ),
     Case(
         "embedding-not-multiple-of-heads",
-        _edit(lambda c: c.set("llama.attention.head_count", val(UINT32, 3)).set("llama.attention.head_count_kv", val(UINT32, 1))),
+        _edit(
+            lambda c: c.set("llama.attention.head_count", val(UINT32, 3)).set(
+                "llama.attention.head_count_kv", val(UINT32, 1)
+            )
+        ),
         "llama.embedding_length",
         "multiple",
     ),
-    Case("expert_count-over-max", _edit(lambda c: c.set("llama.expert_count", val(UINT32, 1000))), "llama.expert_count", "range"),
+    Case(
+        "expert_count-over-max",
+        _edit(lambda c: c.set("llama.expert_count", val(UINT32, 1000))),
+        "llama.expert_count",
+        "range",
+    ),
     Case(
         "expert_used-without-experts",
         _edit(lambda c: c.set("llama.expert_used_count", val(UINT32, 2))),
         "llama.expert_used_count",
         "inconsistent",
     ),
-    Case("file_type-negative", _edit(lambda c: c.set("general.file_type", val(INT32, -1))), "general.file_type", "range"),
+    Case(
+        "file_type-negative",
+        _edit(lambda c: c.set("general.file_type", val(INT32, -1))),
+        "general.file_type",
+        "range",
+    ),
     # -- tokenizer --------------------------------------------------------------------
-    Case("tokens-int-array", _edit(lambda c: c.set(TOKENS_KEY, arr(INT32, list(range(N_VOCAB))))), TOKENS_KEY, "array of strings"),
-    Case("tokens-scalar", _edit(lambda c: c.set(TOKENS_KEY, val(STRING, "abc"))), TOKENS_KEY, "array of strings"),
+    Case(
+        "tokens-int-array",
+        _edit(lambda c: c.set(TOKENS_KEY, arr(INT32, list(range(N_VOCAB))))),
+        TOKENS_KEY,
+        "array of strings",
+    ),
+    Case(
+        "tokens-scalar",
+        _edit(lambda c: c.set(TOKENS_KEY, val(STRING, "abc"))),
+        TOKENS_KEY,
+        "array of strings",
+    ),
     Case(
         "scores-float64",
         _edit(lambda c: c.set("tokenizer.ggml.scores", arr(FLOAT64, [0.0] * N_VOCAB))),
@@ -271,18 +435,42 @@ CASES: list[Case] = [
         "entries",
     ),
     # -- tensor infos -----------------------------------------------------------------
-    Case("tensor-name-64-bytes", _edit(lambda c: setattr(c.tensors[0], "name", "w" * 64)), "tensor[0].name", "at most 63"),
-    Case("tensor-name-empty", _edit(lambda c: setattr(c.tensors[1], "name", "")), "tensor[1].name", "empty"),
-    Case("tensor-name-not-utf8", _edit(lambda c: setattr(c.tensors[1], "name", b"\x80bad")), "tensor[1].name", "UTF-8"),
+    Case(
+        "tensor-name-64-bytes",
+        _edit(lambda c: setattr(c.tensors[0], "name", "w" * 64)),
+        "tensor[0].name",
+        "at most 63",
+    ),
+    Case(
+        "tensor-name-empty",
+        _edit(lambda c: setattr(c.tensors[1], "name", "")),
+        "tensor[1].name",
+        "empty",
+    ),
+    Case(
+        "tensor-name-not-utf8",
+        _edit(lambda c: setattr(c.tensors[1], "name", b"\x80bad")),
+        "tensor[1].name",
+        "UTF-8",
+    ),
     Case(
         "tensor-name-duplicate",
         _edit(lambda c: setattr(c.tensors[3], "name", "output_norm.weight")),
         "tensor[output_norm.weight].name",
         "duplicate",
     ),
-    Case("tensor-n_dims-0", _edit(lambda c: setattr(c.tensors[1], "n_dims", 0) or setattr(c.tensors[1], "dims", [])), "tensor[output_norm.weight].n_dims", "n_dims = 0"),
-    Case("tensor-n_dims-5", _edit(lambda c: setattr(c.tensors[1], "dims", [2, 2, 2, 2, 2])), "tensor[output_norm.weight].n_dims", "n_dims = 5"),
-    Case("tensor-n_dims-u32-max", _edit(lambda c: setattr(c.tensors[1], "n_dims", 0xFFFFFFFF)), "tensor[output_norm.weight].n_dims"),
+    Case("tensor-n_dims-0", _edit(_no_dims), "tensor[output_norm.weight].n_dims", "n_dims = 0"),
+    Case(
+        "tensor-n_dims-5",
+        _edit(lambda c: setattr(c.tensors[1], "dims", [2, 2, 2, 2, 2])),
+        "tensor[output_norm.weight].n_dims",
+        "n_dims = 5",
+    ),
+    Case(
+        "tensor-n_dims-u32-max",
+        _edit(lambda c: setattr(c.tensors[1], "n_dims", 0xFFFFFFFF)),
+        "tensor[output_norm.weight].n_dims",
+    ),
     Case(
         "tensor-dim-negative",
         _edit(lambda c: setattr(c.tensors[1], "dims", [1 << 63])),
@@ -295,20 +483,57 @@ CASES: list[Case] = [
         "tensor[output_norm.weight].dims",
         "overflow",
     ),
-    Case("tensor-dim-zero", _edit(lambda c: setattr(c.tensors[1], "dims", [32, 0])), "tensor[output_norm.weight].dims", "is 0"),
-    Case("tensor-type-unknown", _edit(lambda c: setattr(c.tensors[1], "ggml_type", 99)), "tensor[output_norm.weight].type", "unknown ggml type 99"),
-    Case("tensor-type-removed-q4_2", _edit(lambda c: setattr(c.tensors[1], "ggml_type", 4)), "tensor[output_norm.weight].type", "Q4_2"),
-    Case("tensor-type-removed-q4_0_4_4", _edit(lambda c: setattr(c.tensors[1], "ggml_type", 31)), "tensor[output_norm.weight].type", "removed"),
-    Case("tensor-type-removed-iq4_nl_8_8", _edit(lambda c: setattr(c.tensors[1], "ggml_type", 38)), "tensor[output_norm.weight].type", "removed"),
+    Case(
+        "tensor-dim-zero",
+        _edit(lambda c: setattr(c.tensors[1], "dims", [32, 0])),
+        "tensor[output_norm.weight].dims",
+        "is 0",
+    ),
+    Case(
+        "tensor-type-unknown",
+        _edit(lambda c: setattr(c.tensors[1], "ggml_type", 99)),
+        "tensor[output_norm.weight].type",
+        "unknown ggml type 99",
+    ),
+    Case(
+        "tensor-type-removed-q4_2",
+        _edit(lambda c: setattr(c.tensors[1], "ggml_type", 4)),
+        "tensor[output_norm.weight].type",
+        "Q4_2",
+    ),
+    Case(
+        "tensor-type-removed-q4_0_4_4",
+        _edit(lambda c: setattr(c.tensors[1], "ggml_type", 31)),
+        "tensor[output_norm.weight].type",
+        "removed",
+    ),
+    Case(
+        "tensor-type-removed-iq4_nl_8_8",
+        _edit(lambda c: setattr(c.tensors[1], "ggml_type", 38)),
+        "tensor[output_norm.weight].type",
+        "removed",
+    ),
     Case(
         "tensor-row-not-block-multiple",
         _edit(lambda c: setattr(c.tensor("token_embd.weight"), "dims", [33, N_VOCAB])),
         "tensor[token_embd.weight].dims",
         "block size 32",
     ),
-    Case("tensor-offset-misaligned", _edit(_tensor_offset("output_norm.weight", 704 + 4)), "tensor[output_norm.weight].offset", "alignment"),
-    Case("tensor-offsets-out-of-order", _edit(_swap_offsets), "tensor[output_norm.weight].offset", "out of order"),
-    Case("tensor-offsets-overlap", _edit(_overlap), "tensor[output_norm.weight].offset", "overlaps"),
+    Case(
+        "tensor-offset-misaligned",
+        _edit(_tensor_offset("output_norm.weight", 704 + 4)),
+        "tensor[output_norm.weight].offset",
+        "alignment",
+    ),
+    Case(
+        "tensor-offsets-out-of-order",
+        _edit(_swap_offsets),
+        "tensor[output_norm.weight].offset",
+        "out of order",
+    ),
+    Case(
+        "tensor-offsets-overlap", _edit(_overlap), "tensor[output_norm.weight].offset", "overlaps"
+    ),
     Case(
         "tensor-offset-past-end",
         _edit(_tensor_offset("blk.1.ffn_up.weight", 1 << 40)),
@@ -316,14 +541,51 @@ CASES: list[Case] = [
         "past the end",
     ),
     Case("tensor-data-truncated", _edit(_truncate_data), "tensor_data", "truncated"),
-    Case("tensor-data-missing", _edit(lambda c: setattr(c, "data", b"")), "tensor_data", "truncated"),
-    Case("tensor-infos-truncated", _edit(_truncate_in_tensor_infos), "tensor[blk.1.ffn_up.weight]", "truncated"),
+    Case(
+        "tensor-data-missing", _edit(lambda c: setattr(c, "data", b"")), "tensor_data", "truncated"
+    ),
+    Case(
+        "tensor-infos-truncated",
+        _edit(_truncate_in_tensor_infos),
+        "tensor[blk.1.ffn_up.weight]",
+        "truncated",
+    ),
     # -- limits -----------------------------------------------------------------------
-    Case("header-over-limit", _edit(lambda c: None), "header", "exceed", GGUFLimits(max_header_bytes=512)),
-    Case("tensors-over-custom-limit", _edit(lambda c: None), "n_tensors", "limit", GGUFLimits(max_tensors=4)),
-    Case("string-over-custom-limit", _edit(lambda c: None), "tokenizer.chat_template", "limit", GGUFLimits(max_string_len=16)),
-    Case("array-over-custom-limit", _edit(lambda c: None), TOKENS_KEY, "limit", GGUFLimits(max_array_len=10)),
-    Case("token-over-custom-string-limit", _edit(_many_tokens(20, 30, long_len=200)), f"{TOKENS_KEY}[19]", "limit", GGUFLimits(max_string_len=150)),
+    Case(
+        "header-over-limit",
+        _edit(lambda c: None),
+        "header",
+        "exceed",
+        GGUFLimits(max_header_bytes=512),
+    ),
+    Case(
+        "tensors-over-custom-limit",
+        _edit(lambda c: None),
+        "n_tensors",
+        "limit",
+        GGUFLimits(max_tensors=4),
+    ),
+    Case(
+        "string-over-custom-limit",
+        _edit(lambda c: None),
+        "tokenizer.chat_template",
+        "limit",
+        GGUFLimits(max_string_len=16),
+    ),
+    Case(
+        "array-over-custom-limit",
+        _edit(lambda c: None),
+        TOKENS_KEY,
+        "limit",
+        GGUFLimits(max_array_len=10),
+    ),
+    Case(
+        "token-over-custom-string-limit",
+        _edit(_many_tokens(20, 30, long_len=200)),
+        f"{TOKENS_KEY}[19]",
+        "limit",
+        GGUFLimits(max_string_len=150),
+    ),
 ]
 
 
@@ -369,7 +631,12 @@ def test_baseline_is_accepted(tmp_path: Path) -> None:
     head, _ = c.header()
     assert info.data_offset == -(-len(head) // 32) * 32
     embd = info.tensors[0]
-    assert (embd.name, embd.dims, embd.type_name, embd.offset) == ("token_embd.weight", (32, N_VOCAB), "Q8_0", 0)
+    assert (embd.name, embd.dims, embd.type_name, embd.offset) == (
+        "token_embd.weight",
+        (32, N_VOCAB),
+        "Q8_0",
+        0,
+    )
     assert embd.n_bytes == 34 * N_VOCAB
     assert info.tensors[1].offset == 704  # 680 rounded up to the alignment
     assert info.n_params == sum(t.n_elements for t in info.tensors)
@@ -527,3 +794,33 @@ def test_short_string_limit_applies_inside_long_arrays(tmp_path: Path) -> None:
     with pytest.raises(GGUFError) as excinfo:
         read_gguf(_write(tmp_path, c.build()), GGUFLimits(max_string_len=32, max_key_len=64))
     assert excinfo.value.field == f"{TOKENS_KEY}[25]"
+
+
+def test_error_text_from_the_file_is_sanitised(tmp_path: Path) -> None:
+    """A key carrying terminal escapes must not reach the operator's terminal raw."""
+    c = baseline()
+    c.set("evil\x1b]0;pwned\x07\u202e", u32(99))
+    with pytest.raises(GGUFError) as excinfo:
+        read_gguf(_write(tmp_path, c.build()))
+    err = excinfo.value
+    assert err.field == "evil?]0;pwned??"
+    assert "\x1b" not in str(err) and "\u202e" not in str(err)
+
+
+def test_display_metadata_and_name_are_sanitised(tmp_path: Path) -> None:
+    c = baseline()
+    c.set("general.name", val(STRING, "nice\x1b[31m model\r\n\u202eevil"))
+    c.set("tokenizer.chat_template", val(STRING, "{{ a }}\n\t{{ b }}\x1b[2J" + "x" * 500))
+    info = read_gguf(_write(tmp_path, c.build()))
+    assert info.name == "nice?[31m model???evil"
+    assert info.metadata["general.name"] == "nice\x1b[31m model\r\n\u202eevil"  # raw kept
+    rows = dict(info.display_metadata(max_value_len=40))
+    assert rows["general.name"] == "nice?[31m model???evil"
+    template = rows["tokenizer.chat_template"]
+    assert len(template) == 40 and template.endswith("…") and "\n" not in template
+    assert rows["general.tags"] == "[tiny, test]"
+    assert rows[TOKENS_KEY] == f"<array of {N_VOCAB} string>"
+    assert rows["llama.block_count"] == "2"
+    shown = info.chat_template_display()
+    assert shown is not None and shown.startswith("{{ a }}\n\t{{ b }}?[2J")
+    assert info.chat_template is not None and "\x1b" in info.chat_template  # raw kept

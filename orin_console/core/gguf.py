@@ -41,7 +41,7 @@ from orin_console.core.gguf_types import (
     sanitize,
 )
 
-__all__ = ["GGUFInfo", "GGUFLimits", "TensorInfo", "read_gguf", "sanitize"]
+__all__ = ["DEFAULT_LIMITS", "GGUFInfo", "GGUFLimits", "TensorInfo", "read_gguf", "sanitize"]
 
 _MAGIC = b"GGUF"
 _SUPPORTED_VERSIONS = (2, 3)
@@ -89,7 +89,8 @@ class _Cursor:
         return self.base + self.pos
 
     def error(self, field: str, reason: str) -> GGUFError:
-        return GGUFError(field, reason, self.path)
+        # Fields and reasons quote keys and tensor names from the file: keep them printable.
+        return GGUFError(sanitize(field), sanitize(reason), self.path)
 
     def _check_span(self, n: int, field: str, what: str) -> int:
         start = self.base + self.pos
@@ -162,7 +163,10 @@ class _Cursor:
             ) from None
 
 
-def read_gguf(path: str | os.PathLike[str], limits: GGUFLimits = GGUFLimits()) -> GGUFInfo:
+DEFAULT_LIMITS = GGUFLimits()
+
+
+def read_gguf(path: str | os.PathLike[str], limits: GGUFLimits = DEFAULT_LIMITS) -> GGUFInfo:
     """Validate a GGUF file from its header and return what it describes.
 
     Args:
@@ -210,7 +214,9 @@ class _Parser:
         cur.need(min(cur.size, 4), "magic", "magic")
         if cur.buf[:4] != _MAGIC:
             got = cur.buf[:4]
-            raise cur.error("magic", f"expected b'GGUF' at offset 0, found {got!r}; not a GGUF file")
+            raise cur.error(
+                "magic", f"expected b'GGUF' at offset 0, found {got!r}; not a GGUF file"
+            )
         cur.pos = 4
         version = cur.u32("version", "version")
         if version not in _SUPPORTED_VERSIONS:
@@ -265,7 +271,9 @@ class _Parser:
         if n == 0:
             raise cur.error(kfield, "empty key")
         if n > self.limits.max_key_len:
-            raise cur.error(kfield, f"key is {n} bytes, over the limit of {self.limits.max_key_len}")
+            raise cur.error(
+                kfield, f"key is {n} bytes, over the limit of {self.limits.max_key_len}"
+            )
         data = cur.raw(n, kfield, "key")
         try:
             key = data.decode("utf-8")
@@ -402,7 +410,9 @@ class _Parser:
             return _DEFAULT_ALIGNMENT
         vtype, value = entry
         if vtype != ValueType.UINT32:
-            raise self.cur.error("general.alignment", f"must be uint32, found {_type_desc(vtype, value)}")
+            raise self.cur.error(
+                "general.alignment", f"must be uint32, found {_type_desc(vtype, value)}"
+            )
         assert isinstance(value, int)
         if value == 0 or value & (value - 1):
             raise self.cur.error("general.alignment", f"{value} is not a nonzero power of two")
@@ -483,7 +493,9 @@ class _Parser:
         for name, _dims, _t, offset, n_bytes in raw:
             field = f"tensor[{name}].offset"
             if offset % alignment:
-                raise cur.error(field, f"offset {offset} is not a multiple of the alignment {alignment}")
+                raise cur.error(
+                    field, f"offset {offset} is not a multiple of the alignment {alignment}"
+                )
             if offset < prev_end:
                 what = "is out of order: it comes before" if offset < prev_off else "overlaps"
                 raise cur.error(
@@ -501,7 +513,8 @@ class _Parser:
                         raise cur.error(
                             f"tensor[{name}].offset",
                             f"tensor '{name}' at data offset {offset} with {n_bytes} bytes ends "
-                            f"past the end of the file (data section has {max(data_size, 0)} bytes)",
+                            "past the end of the file "
+                            f"(data section has {max(data_size, 0)} bytes)",
                         )
                     break
                 expected = -(-(offset + n_bytes) // alignment) * alignment
@@ -528,7 +541,9 @@ class _Parser:
     ) -> GGUFInfo:
         h = _Hparams(self)
         arch = h.architecture()
-        blocks = h.integer(f"{arch}.block_count", 1, self.limits.max_block_count, arch in _LLM_ARCHS)
+        blocks = h.integer(
+            f"{arch}.block_count", 1, self.limits.max_block_count, arch in _LLM_ARCHS
+        )
         embd = h.integer(f"{arch}.embedding_length", 1, 1 << 20)
         ff, ff_layers = h.per_layer(f"{arch}.feed_forward_length", 0, 1 << 24, blocks)
         heads, heads_layers = h.per_layer(f"{arch}.attention.head_count", 0, 1 << 16, blocks)
@@ -578,7 +593,9 @@ class _Parser:
             value_length=value_len,
             context_length=h.integer(f"{arch}.context_length", 1, (1 << 32) - 1),
             sliding_window=h.integer(f"{arch}.attention.sliding_window", 0, (1 << 32) - 1),
-            sliding_window_pattern=h.swa_pattern(f"{arch}.attention.sliding_window_pattern", blocks),
+            sliding_window_pattern=h.swa_pattern(
+                f"{arch}.attention.sliding_window_pattern", blocks
+            ),
             rope_freq_base=h.number(f"{arch}.rope.freq_base"),
             rope_dimension_count=h.integer(f"{arch}.rope.dimension_count", 0, 1 << 16),
             expert_count=experts,
@@ -612,7 +629,9 @@ class _Hparams:
             raise self.cur.error(
                 "general.architecture", f"must be a string, found {_type_desc(vtype, value)}"
             )
-        ok = 0 < len(value) <= 64 and all(c.isascii() and (c.isalnum() or c in "_-.") for c in value)
+        ok = 0 < len(value) <= 64 and all(
+            c.isascii() and (c.isalnum() or c in "_-.") for c in value
+        )
         if not ok:
             raise self.cur.error(
                 "general.architecture",
@@ -675,7 +694,9 @@ class _Hparams:
         assert isinstance(arr, _Array)
         if arr.elem_type not in INTEGER_TYPES:
             raise self.cur.error(
-                key, f"per-layer array must hold integers, found {ValueType(arr.elem_type).name.lower()}"
+                key,
+                "per-layer array must hold integers, found "
+                f"{ValueType(arr.elem_type).name.lower()}",
             )
         values = self._layer_array(key, arr, blocks)
         for j, v in enumerate(values):
@@ -706,7 +727,7 @@ class _Hparams:
         n = len(heads_layers or kv_layers or (0,))
         hl = heads_layers or (heads,) * n
         kl = kv_layers or (kv_heads,) * n
-        for j, (h, k) in enumerate(zip(hl, kl)):
+        for j, (h, k) in enumerate(zip(hl, kl, strict=True)):
             where = f"layer {j}: " if heads_layers or kv_layers else ""
             # Per-layer arrays may give 0 KV heads (recurrent layers of hybrid models);
             # a scalar 0 with attention heads would make llama.cpp divide by zero.
@@ -745,13 +766,13 @@ class _Hparams:
             return None
         vtype, value = entry
         if not isinstance(value, _Array) or value.elem_type != elem:
-            raise self.cur.error(key, f"must be an array of {desc}, found {_type_desc(vtype, value)}")
+            raise self.cur.error(
+                key, f"must be an array of {desc}, found {_type_desc(vtype, value)}"
+            )
         return value
 
 
-def _walk_strings(
-    buf: bytes, pos: int, left: int, limit: int, longs: list[int]
-) -> tuple[int, int]:
+def _walk_strings(buf: bytes, pos: int, left: int, limit: int, longs: list[int]) -> tuple[int, int]:
     """Skip over packed GGUF strings in ``buf`` from ``pos`` while they fit entirely.
 
     This is the hot loop for vocabularies (262k strings), so it works in blocks: when
@@ -777,7 +798,7 @@ def _walk_strings(
         k = min(left, (end - pos) // 136)
         if k:
             j = 0
-            for j in range(k):  # noqa: B007 - j is used after the loop
+            for j in range(k):
                 (n,) = unpack(buf, pos)
                 if n >= short:
                     break
