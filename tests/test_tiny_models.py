@@ -12,6 +12,7 @@ from orin_console.core.gguf import read_gguf
 from orin_console.testing.tiny_models import (
     DEFAULT_CHAT_TEMPLATE,
     TINY_VOCAB_SIZE,
+    FType,
     tiny_model_bytes_estimate,
     tiny_vocab,
     write_tiny_llama,
@@ -23,13 +24,20 @@ def _sha(path: Path) -> str:
 
 
 @pytest.mark.parametrize(("ftype", "quant", "file_type"), [("f32", "F32", 0), ("f16", "F16", 1)])
-def test_reader_accepts_tiny_model(tmp_path: Path, ftype: str, quant: str, file_type: int) -> None:
-    path = write_tiny_llama(tmp_path / "t.gguf", ftype=ftype)  # type: ignore[arg-type]
+def test_reader_accepts_tiny_model(
+    tmp_path: Path, ftype: FType, quant: str, file_type: int
+) -> None:
+    path = write_tiny_llama(tmp_path / "t.gguf", ftype=ftype)
     info = read_gguf(path)
     assert info.architecture == "llama"
     assert info.name == "tiny"
     assert (info.block_count, info.embedding_length, info.feed_forward_length) == (2, 64, 128)
-    assert (info.head_count, info.head_count_kv, info.key_length, info.value_length) == (4, 2, 16, 16)
+    assert (info.head_count, info.head_count_kv, info.key_length, info.value_length) == (
+        4,
+        2,
+        16,
+        16,
+    )
     assert info.context_length == 256
     assert info.vocab_size == TINY_VOCAB_SIZE == 260
     assert info.tokenizer_model == "llama"
@@ -55,12 +63,12 @@ def test_size_follows_parameters_and_estimate_bounds_it(tmp_path: Path) -> None:
     kwargs = {"n_layers": 3, "n_embd": 256, "n_head": 8, "n_head_kv": 4, "n_ff": 512}
     path = write_tiny_llama(tmp_path / "m.gguf", ftype="f16", **kwargs)  # type: ignore[arg-type]
     size = path.stat().st_size
-    estimate = tiny_model_bytes_estimate(ftype="f16", **kwargs)  # type: ignore[arg-type]
+    estimate = tiny_model_bytes_estimate(ftype="f16", **kwargs)
     assert size <= estimate <= size + 16 * 1024
     info = read_gguf(path)
     assert (info.block_count, info.embedding_length, info.head_count_kv) == (3, 256, 4)
     # An F32 copy is about twice as large (norms are F32 in both).
-    assert tiny_model_bytes_estimate(ftype="f32", **kwargs) > 1.9 * size  # type: ignore[arg-type]
+    assert tiny_model_bytes_estimate(ftype="f32", **kwargs) > 1.9 * size
 
 
 def test_no_chat_template(tmp_path: Path) -> None:
@@ -110,10 +118,11 @@ def test_llama_cpp_loads_and_generates_deterministically(tmp_path: Path) -> None
         tokens = llm.tokenize(text.encode(), add_bos=False)
         assert llm.detokenize(tokens).decode() == text
         assert tokens.count(259) == 2  # the two spaces
-        outs = [
-            llm.create_completion("Hello", max_tokens=8, temperature=0.0)["choices"][0]["text"]
-            for _ in range(2)
-        ]
+        outs = []
+        for _ in range(2):
+            out = llm.create_completion("Hello", max_tokens=8, temperature=0.0)
+            assert isinstance(out, dict)
+            outs.append(out["choices"][0]["text"])
         assert outs[0] == outs[1]
         assert isinstance(outs[0], str)
     finally:

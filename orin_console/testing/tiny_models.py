@@ -3,8 +3,8 @@
 The models have random weights (so they generate gibberish) but a complete, valid header
 and a byte-level SentencePiece vocabulary (``<unk>``, ``<s>``, ``</s>``, the 256 byte
 tokens ``<0x00>``..``<0xFF>`` and ``▁``, SentencePiece's space), so real llama.cpp loads
-them in milliseconds and round-trips any text through its tokenizer. Their size follows the hyperparameters, so budget tests
-can make models of tens of megabytes on purpose.
+them in milliseconds and round-trips any text through its tokenizer. Their size follows
+the hyperparameters, so budget tests can make models of tens of megabytes on purpose.
 
 Example:
     >>> path = write_tiny_llama(tmp_path / "tiny.gguf")        # doctest: +SKIP
@@ -24,6 +24,7 @@ from gguf import GGUFWriter, LlamaFileType, TokenType
 __all__ = [
     "DEFAULT_CHAT_TEMPLATE",
     "TINY_VOCAB_SIZE",
+    "FType",
     "tiny_model_bytes_estimate",
     "tiny_vocab",
     "write_tiny_llama",
