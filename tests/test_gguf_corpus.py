@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -824,3 +825,27 @@ def test_display_metadata_and_name_are_sanitised(tmp_path: Path) -> None:
     shown = info.chat_template_display()
     assert shown is not None and shown.startswith("{{ a }}\n\t{{ b }}?[2J")
     assert info.chat_template is not None and "\x1b" in info.chat_template  # raw kept
+
+
+def test_seven_gigabyte_model_is_read_in_milliseconds(tmp_path: Path) -> None:
+    """Only the header is read: a 7 GB (sparse) file costs what a small one costs."""
+    c = baseline()
+    huge = Tensor("huge.weight", [4096, 430_000], F32)  # 7.05 GB of F32
+    c.tensors.append(huge)
+    c.data = b""
+    head, _ = c.header()
+    size = -(-len(head) // 32) * 32 + c.tensor_offsets()[-1] + huge.n_bytes()
+    path = _write(tmp_path, c.build())
+    os.truncate(path, size)  # sparse: no disk space used
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        info = read_gguf(path)
+        best = min(best, time.perf_counter() - start)
+    assert info.file_size == size > 7 * 10**9
+    assert info.tensors[-1].n_bytes == 4096 * 430_000 * 4
+    assert best < 0.050, f"{best * 1000:.1f} ms"
+    os.truncate(path, size - 1)
+    with pytest.raises(GGUFError) as excinfo:
+        read_gguf(path)
+    assert excinfo.value.field == "tensor_data"

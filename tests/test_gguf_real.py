@@ -6,6 +6,7 @@ The expected numbers were checked against ``gguf.GGUFReader`` on the same files.
 from __future__ import annotations
 
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,15 @@ def _read_timed(path: Path) -> tuple[GGUFInfo, float]:
     return info, best
 
 
+def _peak_bytes(path: Path) -> int:
+    tracemalloc.start()
+    try:
+        read_gguf(path)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def _check_layout(info: GGUFInfo) -> None:
     assert info.data_offset % info.alignment == 0
     last = info.tensors[-1]
@@ -51,6 +61,7 @@ def _check_layout(info: GGUFInfo) -> None:
 def test_smollm2_135m_q4_1() -> None:
     info, seconds = _read_timed(_model(SMOLLM2))
     assert seconds < 0.050, f"reading the header took {seconds * 1000:.1f} ms"
+    assert _peak_bytes(_model(SMOLLM2)) < 32 * 1024 * 1024
     assert info.version == 3 and info.alignment == 32
     assert info.architecture == "llama"
     assert info.block_count == 30
@@ -83,6 +94,7 @@ def test_smollm2_135m_q4_1() -> None:
 def test_gemma3_270m_q4_k_m() -> None:
     info, seconds = _read_timed(_model(GEMMA3))
     assert seconds < 0.050, f"reading the header took {seconds * 1000:.1f} ms"
+    assert _peak_bytes(_model(GEMMA3)) < 32 * 1024 * 1024  # 262k tokens, 6.5 MB of header
     assert info.architecture == "gemma3"
     assert info.block_count == 18
     assert info.embedding_length == 640
