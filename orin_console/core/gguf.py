@@ -59,7 +59,6 @@ _LLM_ARCHS = frozenset(MODEL_ARCH_NAMES.values()) - {"clip"}
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
-_HEADER = struct.Struct("<4sI")
 
 
 @dataclass(frozen=True)
