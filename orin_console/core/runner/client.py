@@ -1,0 +1,627 @@
+"""The console's side of a runner: spawn it, load, stream, cancel, and notice its death.
+
+A :class:`Runner` owns one child process (:mod:`.child`) at a time and talks to it over a
+socketpair (:mod:`.protocol`). Two daemon threads per process:
+
+- the channel reader demultiplexes replies: streamed text goes to the generation in
+  progress, replies wake the caller waiting for them, load progress goes to the callback;
+  end of stream means the process is gone, and every waiter and stream is failed at once;
+- the stderr reader keeps the last lines of the runner's output (llama.cpp's log, a
+  ``GGML_ASSERT``, Python tracebacks) in a ring buffer and passes each line to the logger
+  ``orin_console.runner.<model id>``. Nothing reaches the terminal.
+
+Callbacks (``progress``, ``on_exit``) run on the channel reader thread: keep them short and
+never block in them (``on_exit`` may call :meth:`Runner.start` to restart).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, Any
+
+from .generation import Generation, Inbox
+from .messages import (
+    Chunk,
+    GenerateRequest,
+    GenerationStats,
+    LoadResult,
+    RunnerBusy,
+    RunnerDied,
+    RunnerError,
+    RunnerHealth,
+    RunnerLoadError,
+)
+from .protocol import ChannelClosed, FrameError, FrameReader, FrameWriter, Message
+from .tiers import RunnerConfig, child_oom_score_adj
+
+ProgressCallback = Callable[[float], None]
+ExitCallback = Callable[["Runner", RunnerDied | None], None]
+
+_CHILD_MODULE = "orin_console.core.runner.child"
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
+_NOTABLE = re.compile(r"GGML_ASSERT|error|out of memory|fatal|abort|failed|cannot|unable", re.I)
+_ERROR_LINE = re.compile(r"GGML_ASSERT|\berror\b|out of memory|\bfatal\b|\babort(ed)?\b", re.I)
+_WARNING_LINE = re.compile(r"warn|failed", re.I)
+# The runner's output belongs in the console's log, never on the terminal: without this, an
+# application that configured no logging would get WARNING+ lines from logging's last resort.
+logging.getLogger("orin_console.runner").addHandler(logging.NullHandler())
+
+_SIGNAL_REASONS = {
+    "SIGKILL": "was killed (SIGKILL) — possibly the kernel's OOM killer: check `dmesg`",
+    "SIGABRT": "aborted (SIGABRT) — llama.cpp stops this way on a failed internal check",
+    "SIGBUS": "died of a bus error (SIGBUS) — the model file changed or was truncated while mapped",
+    "SIGSEGV": "crashed (SIGSEGV)",
+    "SIGTERM": "was terminated (SIGTERM)",
+}
+
+
+def describe_exit(returncode: int | None) -> tuple[str, str | None]:
+    """Return a human reason for a runner's exit status, and the signal's name if any.
+
+    Args:
+        returncode: ``Popen.returncode`` (negative: killed by that signal).
+
+    Returns:
+        ``(reason, signal_name)``, e.g. ``("was killed (SIGKILL) — ...", "SIGKILL")``.
+    """
+    if returncode is None:
+        return "stopped answering", None
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return _SIGNAL_REASONS.get(name, f"was killed by {name}"), name
+    if returncode == 0:
+        return "exited unexpectedly (status 0)", None
+    return f"exited with status {returncode}", None
+
+
+def pick_tail(lines: Sequence[str], limit: int = 4) -> list[str]:
+    """Return the few output lines that best explain a failure.
+
+    Notable lines (``GGML_ASSERT``, errors, "out of memory", ...) among the recent ones come
+    first, then the very last line; without notable lines, the last ``limit`` lines.
+
+    Args:
+        lines: the runner's recent output, oldest first.
+        limit: most lines to return.
+
+    Returns:
+        The lines, oldest first.
+    """
+    recent = list(lines[-40:])
+    notable = [line for line in recent if _NOTABLE.search(line)]
+    if not notable:
+        return recent[-limit:]
+    picked = notable[-(limit - 1) :] if limit > 1 else []
+    if recent[-1] not in picked:
+        picked.append(recent[-1])
+    return picked[-limit:]
+
+
+def _console_oom_score_adj() -> int | None:
+    try:
+        with open("/proc/self/oom_score_adj", encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class _Waiter:
+    """One request waiting for its reply."""
+
+    __slots__ = ("event", "reply", "error", "progress")
+
+    def __init__(self, progress: ProgressCallback | None) -> None:
+        self.event = threading.Event()
+        self.reply: Message | None = None
+        self.error: RunnerError | None = None
+        self.progress = progress
+
+
+class Runner:
+    """One model's runner process, seen from the console.
+
+    Args:
+        model_id: the model's id (messages, logger name).
+        config: how to load it (see :func:`~.tiers.tier_config`).
+        on_exit: called once whenever the process has ended, with the :class:`RunnerDied`
+            error when it ended on its own, or None when the console ended it (shutdown,
+            kill, failed load).
+        env: extra environment variables for the runner (on top of the console's).
+        launcher: a command prefix for the runner (e.g. ``["taskset", "-c", "2,3"]`` or
+            ``["systemd-run", "--scope", "-p", "MemoryMax=3G"]``); it must exec the command
+            and keep file descriptors open.
+        python: the interpreter that runs the runner (default: this one).
+        log_lines: how many recent output lines to keep.
+    """
+
+    cancel_grace_s = 2.0
+    """How long :meth:`generate` waits for a cancelled generation to end before "busy"."""
+
+    def __init__(
+        self,
+        model_id: str,
+        config: RunnerConfig,
+        *,
+        on_exit: ExitCallback | None = None,
+        env: Mapping[str, str] | None = None,
+        launcher: Sequence[str] = (),
+        python: str | None = None,
+        log_lines: int = 200,
+    ) -> None:
+        self.model_id = model_id
+        self.config = config
+        self._on_exit = on_exit
+        self._env = dict(env or {})
+        self._launcher = list(launcher)
+        self._python = python or sys.executable
+        self._log: deque[str] = deque(maxlen=log_lines)
+        self._logger = logging.getLogger(f"orin_console.runner.{model_id}")
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._writer: FrameWriter | None = None
+        self._pending: dict[int, _Waiter] = {}
+        self._gen: Inbox | None = None
+        self._stopping = False
+        self._loaded = False
+        self._exited = threading.Event()
+        self._exited.set()
+        self.load_result: LoadResult | None = None
+        """The last successful load's report."""
+        self.died: RunnerDied | None = None
+        """Why the last process ended on its own; None while running or after a shutdown."""
+        self.returncode: int | None = None
+        """The last process's exit status."""
+
+    # -- state ----------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        """The current (or last) runner process id; None before the first start."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def alive(self) -> bool:
+        """True while the runner process runs."""
+        proc = self._proc
+        return proc is not None and not self._exited.is_set() and proc.poll() is None
+
+    @property
+    def busy(self) -> bool:
+        """True while a generation is in progress."""
+        return self._gen is not None
+
+    def recent_log(self) -> list[str]:
+        """Return the runner's recent output lines (llama.cpp's log included), oldest first."""
+        return list(self._log)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the process has ended and been accounted for; return whether it has."""
+        return self._exited.wait(timeout)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(
+        self,
+        progress: ProgressCallback | None = None,
+        *,
+        config: RunnerConfig | None = None,
+        timeout: float | None = None,
+    ) -> LoadResult:
+        """Start the runner process and load the model; block until loaded.
+
+        May be called again after the process ended (death, shutdown): a new one starts.
+
+        Args:
+            progress: called with the load fraction (0..1) as llama.cpp reports it.
+            config: replace :attr:`config` first (a tier move).
+            timeout: seconds to wait for the load; on expiry the runner is killed.
+
+        Returns:
+            The runner's :class:`LoadResult`.
+
+        Raises:
+            RunnerLoadError: the model failed to load (the process is ended).
+            RunnerDied: the process died while loading.
+            RunnerError: already running, could not start, or the load timed out.
+        """
+        with self._lock:
+            if not self._exited.is_set():
+                raise RunnerError(self.model_id, f"runner for `{self.model_id}` is already running")
+            if config is not None:
+                self.config = config
+            self._spawn()
+        wire = self.config.to_wire()
+        wire["oom_score_adj"] = child_oom_score_adj(self.config.oom_score_adj, _console_oom_score_adj())
+        try:
+            reply = self._call("load", {"config": wire}, timeout=timeout, progress=progress)
+        except RunnerDied:
+            raise
+        except RunnerError:
+            self.kill()
+            raise
+        if not reply.get("ok"):
+            self.shutdown()
+            raise RunnerLoadError(
+                self.model_id,
+                f"`{self.model_id}` failed to load: {reply.get('error')}",
+                pick_tail(self.recent_log()),
+            )
+        result = LoadResult.from_wire(reply["result"])
+        with self._lock:
+            self.load_result = result
+            self._loaded = True
+        return result
+
+    def _spawn(self) -> None:
+        """Start a process; the caller holds the lock and has checked none is running."""
+        parent_sock, child_sock = socket.socketpair()
+        env = os.environ.copy()
+        env.update(self._env)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        fd = child_sock.fileno()
+        cmd = [*self._launcher, self._python, "-m", _CHILD_MODULE, "--fd", str(fd), "--model-id", self.model_id]
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(fd,),
+                close_fds=True,
+                start_new_session=True,  # terminal signals (Ctrl-C) are the console's to handle
+                env=env,
+            )
+        except OSError as exc:
+            parent_sock.close()
+            raise RunnerError(self.model_id, f"could not start a runner for `{self.model_id}`: {exc}") from exc
+        finally:
+            child_sock.close()
+        self._proc = proc
+        self._writer = FrameWriter(parent_sock)
+        self._pending = {}
+        self._gen = None
+        self._stopping = False
+        self._loaded = False
+        self.died = None
+        self.returncode = None
+        self._exited.clear()
+        self._log.append(f"--- runner started: pid {proc.pid} ---")
+        assert proc.stdout is not None
+        err_thread = threading.Thread(
+            target=self._stderr_loop, args=(proc.stdout,), name=f"runner-{self.model_id}-stderr", daemon=True
+        )
+        err_thread.start()
+        threading.Thread(
+            target=self._read_loop,
+            args=(proc, parent_sock, err_thread),
+            name=f"runner-{self.model_id}-reader",
+            daemon=True,
+        ).start()
+
+    def shutdown(self, timeout: float = 5.0) -> int | None:
+        """Ask the runner to exit; kill it if it has not within ``timeout`` seconds.
+
+        In-flight calls and streams fail with a "shut down" :class:`RunnerError`.
+
+        Returns:
+            The exit status, or None if it was never started.
+        """
+        with self._lock:
+            proc, writer = self._proc, self._writer
+            if proc is None:
+                return None
+            self._stopping = True
+        if not self._exited.is_set():
+            try:
+                assert writer is not None
+                writer.send({"op": "shutdown", "id": next(self._ids)})
+            except ChannelClosed:
+                pass
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            self._exited.wait(10.0)
+        return proc.returncode
+
+    def kill(self) -> int | None:
+        """End the runner at once with SIGKILL (counted as asked, not as a death)."""
+        with self._lock:
+            proc = self._proc
+            if proc is None:
+                return None
+            self._stopping = True
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        self._exited.wait(10.0)
+        return proc.returncode
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # -- requests -------------------------------------------------------------------
+
+    def generate(self, request: GenerateRequest) -> Generation:
+        """Start a generation; return the stream of its chunks.
+
+        Iterate the result for :class:`Chunk` s; the last has ``done=True`` and the stats.
+        Closing the stream early (or dropping it) cancels the generation.
+
+        Raises:
+            RunnerBusy: another generation is in progress.
+            RunnerDied: the runner died (the error carries the reason); also raised by the
+                stream's iteration if it dies mid-stream.
+            RunnerError: not started or not loaded.
+        """
+        with self._lock:
+            self._check_ready()
+            current = self._gen
+        if current is not None and current.cancel_requested:
+            current.wait(self.cancel_grace_s)
+        with self._lock:
+            self._check_ready()
+            if self._gen is not None:
+                raise RunnerBusy(
+                    self.model_id, f"`{self.model_id}` is already generating (one generation at a time)"
+                )
+            inbox = Inbox(next(self._ids), self._send_cancel)
+            self._gen = inbox
+            writer = self._writer
+        try:
+            assert writer is not None
+            writer.send({"op": "generate", "id": inbox.id, "request": request.to_wire()})
+        except ChannelClosed:
+            pass  # the reader thread reports the death to the stream
+        return Generation(self.model_id, inbox)
+
+    def complete(self, request: GenerateRequest) -> Chunk:
+        """Generate without streaming; return the final chunk (whole text and stats)."""
+        with self.generate(replace(request, stream=False)) as gen:
+            for chunk in gen:
+                if chunk.done:
+                    return chunk
+        raise RunnerError(self.model_id, f"`{self.model_id}`: the generation ended without a result")
+
+    def cancel(self) -> bool:
+        """Cancel the generation in progress; return whether there was one."""
+        gen = self._gen
+        if gen is None:
+            return False
+        gen.cancel()
+        return True
+
+    def stats(self, timeout: float = 5.0) -> GenerationStats | None:
+        """Return the runner's stats of its last finished generation (None before any)."""
+        reply = self._checked(self._call("stats", {}, timeout=timeout))
+        wire = reply.get("stats")
+        return GenerationStats.from_wire(wire) if wire else None
+
+    def ping(self, timeout: float = 5.0) -> RunnerHealth:
+        """Check the runner answers; served at once, even mid-generation or mid-load.
+
+        Raises:
+            RunnerDied: it is dead.
+            RunnerError: no answer within ``timeout`` seconds.
+        """
+        started = time.perf_counter()
+        result = self._checked(self._call("ping", {}, timeout=timeout))
+        return RunnerHealth(
+            rtt_s=time.perf_counter() - started,
+            pid=int(result["pid"]),
+            state=str(result["state"]),
+            tokens=int(result.get("tokens", 0)),
+        )
+
+    def test_hook(self, op: str, code: int = 1, timeout: float = 5.0) -> None:
+        """Send a test-only command (``"abort"`` or ``"exit"``) to the runner.
+
+        The runner obeys only with ``ORIN_RUNNER_TEST_HOOKS=1`` in its environment (pass it
+        in ``env``); then it dies and this returns once it is gone (the death is reported
+        like any other). Otherwise the refusal is raised as a :class:`RunnerError`.
+        """
+        with self._lock:
+            self._check_running()
+            rid = next(self._ids)
+            waiter = _Waiter(None)
+            self._pending[rid] = waiter
+            writer = self._writer
+        try:
+            assert writer is not None
+            writer.send({"op": op, "id": rid, "code": code})
+        except ChannelClosed:
+            pass
+        waiter.event.wait(timeout)
+        if waiter.reply is not None:
+            self._checked(waiter.reply)
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _end_error(self) -> RunnerError:
+        died = self.died
+        if died is not None:
+            return RunnerDied(died.model_id, died.reason, died.returncode, died.signal_name, died.stderr_tail)
+        return RunnerError(self.model_id, f"runner for `{self.model_id}` was shut down")
+
+    def _check_running(self) -> None:
+        if self._proc is None:
+            raise RunnerError(self.model_id, f"runner for `{self.model_id}` was never started")
+        if self._exited.is_set():
+            raise self._end_error()
+
+    def _check_ready(self) -> None:
+        self._check_running()
+        if not self._loaded:
+            raise RunnerError(self.model_id, f"`{self.model_id}` is not loaded yet")
+
+    def _checked(self, reply: Message) -> dict[str, Any]:
+        if not reply.get("ok"):
+            raise RunnerError(self.model_id, f"`{self.model_id}`: {reply.get('error')}")
+        return reply.get("result") or {}
+
+    def _call(
+        self, op: str, fields: dict[str, Any], *, timeout: float | None, progress: ProgressCallback | None = None
+    ) -> Message:
+        with self._lock:
+            self._check_running()
+            rid = next(self._ids)
+            waiter = _Waiter(progress)
+            self._pending[rid] = waiter
+            writer = self._writer
+        try:
+            assert writer is not None
+            writer.send({"op": op, "id": rid, **fields})
+        except ChannelClosed:
+            pass  # the reader thread reports the death to the waiter
+        if not waiter.event.wait(timeout):
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise RunnerError(self.model_id, f"runner for `{self.model_id}` did not answer `{op}` within {timeout:g} s")
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.reply is not None
+        return waiter.reply
+
+    def _send_cancel(self, gen_id: int) -> None:
+        writer = self._writer
+        if writer is None or self._exited.is_set():
+            return
+        try:
+            writer.send({"op": "cancel", "gen": gen_id})
+        except ChannelClosed:
+            pass
+
+    def _stderr_loop(self, pipe: IO[bytes]) -> None:
+        log = self._logger
+        try:
+            for raw in iter(lambda: pipe.readline(8192), b""):
+                line = raw.decode("utf-8", "replace").rstrip()
+                if not line:
+                    continue
+                self._log.append(line)
+                if _ERROR_LINE.search(line):
+                    log.error("%s", line)
+                elif _WARNING_LINE.search(line):
+                    log.warning("%s", line)
+                else:
+                    log.debug("%s", line)
+        except (OSError, ValueError):
+            pass
+        finally:
+            pipe.close()
+
+    def _read_loop(self, proc: subprocess.Popen[bytes], sock: socket.socket, err_thread: threading.Thread) -> None:
+        reader = FrameReader(sock)
+        problem = None
+        try:
+            while True:
+                item = reader.read()
+                if item is None:
+                    break
+                if type(item) is str:
+                    gen = self._gen
+                    if gen is not None:
+                        gen.put(item)
+                    continue
+                assert isinstance(item, dict)
+                self._route(item)
+        except FrameError as exc:
+            problem = f"broke the protocol ({exc}) and was stopped"
+        except Exception as exc:  # noqa: BLE001 - never leave callers hanging
+            self._logger.exception("runner channel reader failed")
+            problem = f"could not be read ({exc}) and was stopped"
+        finally:
+            self._finish(proc, sock, reader, err_thread, problem)
+
+    def _route(self, item: Message) -> None:
+        rid = item.get("re")
+        if item.get("ev") == "progress":
+            waiter = self._pending.get(rid)  # type: ignore[arg-type]
+            if waiter is not None and waiter.progress is not None:
+                try:
+                    waiter.progress(float(item.get("value", 0.0)))
+                except Exception:  # noqa: BLE001 - a bad callback must not kill the reader
+                    self._logger.exception("load progress callback failed")
+            return
+        gen = self._gen
+        if gen is not None and rid == gen.id:
+            with self._lock:
+                self._gen = None
+            gen.put(item)
+            return
+        with self._lock:
+            waiter = self._pending.pop(rid, None)  # type: ignore[arg-type]
+        if waiter is not None:
+            waiter.reply = item
+            waiter.event.set()
+
+    def _finish(
+        self,
+        proc: subprocess.Popen[bytes],
+        sock: socket.socket,
+        reader: FrameReader,
+        err_thread: threading.Thread,
+        problem: str | None,
+    ) -> None:
+        """Account for the ended (or broken) process and fail everything waiting on it."""
+        if problem is not None and proc.poll() is None:
+            proc.kill()
+        try:
+            proc.wait(5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        err_thread.join(2.0)  # the last stderr lines explain the death
+        with self._lock:
+            self.returncode = proc.returncode
+            if self._stopping and problem is None:
+                self.died = None
+            else:
+                reason, sig = describe_exit(proc.returncode)
+                if problem is not None:
+                    reason = f"{problem} ({reason})"
+                self.died = RunnerDied(self.model_id, reason, proc.returncode, sig, pick_tail(self.recent_log()))
+            died = self.died
+            gen, self._gen = self._gen, None
+            waiters = list(self._pending.values())
+            self._pending.clear()
+            self._loaded = False
+        for waiter in waiters:
+            waiter.error = self._end_error()
+            waiter.event.set()
+        if gen is not None:
+            gen.put(self._end_error())
+        reader.close()
+        sock.close()
+        if died is not None:
+            self._logger.error("%s", died)
+        else:
+            self._logger.info("runner for `%s` ended (status %s)", self.model_id, proc.returncode)
+        self._exited.set()
+        if self._on_exit is not None:
+            try:
+                self._on_exit(self, died)
+            except Exception:  # noqa: BLE001 - the callback's failure is not the runner's
+                self._logger.exception("on_exit callback failed")

@@ -1,0 +1,130 @@
+"""The stream of one generation, as the console's caller sees it."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .messages import Chunk, GenerationStats, RunnerError
+
+
+class Inbox:
+    """Where the runner's reader thread delivers one generation's output.
+
+    The runner holds the inbox, the caller holds the :class:`Generation` around it, so a
+    stream the caller drops is noticed (and cancelled) although the runner still delivers.
+
+    Attributes:
+        id: the request id on the runner's channel.
+        cancel_requested: a cancel was sent for it.
+    """
+
+    def __init__(self, gen_id: int, send_cancel: Callable[[int], None]) -> None:
+        self.id = gen_id
+        self.cancel_requested = False
+        self._send_cancel = send_cancel
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._finished = threading.Event()
+
+    def put(self, item: Any) -> None:
+        """Deliver a text piece, the final reply (a dict) or an error (called by the reader)."""
+        if type(item) is not str:
+            self._finished.set()
+        self.queue.put(item)
+
+    @property
+    def finished(self) -> bool:
+        """True once the runner has ended this generation (or died)."""
+        return self._finished.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the runner has ended this generation; return whether it has."""
+        return self._finished.wait(timeout)
+
+    def cancel(self) -> None:
+        """Send the cancel once, unless the generation has already ended."""
+        if self._finished.is_set() or self.cancel_requested:
+            return
+        self.cancel_requested = True
+        self._send_cancel(self.id)
+
+
+class Generation(Iterator[Chunk]):
+    """An iterator of :class:`Chunk` s for one generation on one runner.
+
+    Made by :meth:`Runner.generate`. Text chunks arrive as the runner produces them; the last
+    chunk has ``done=True`` and the stats. If the runner dies, iteration raises
+    :class:`RunnerDied` at once. Leaving early cancels the generation: use it as a context
+    manager, call :meth:`close`, or simply drop it.
+
+    Attributes:
+        model_id: the runner's model.
+        stats: the final stats, once the last chunk has been read.
+    """
+
+    def __init__(self, model_id: str, inbox: Inbox) -> None:
+        self.model_id = model_id
+        self.stats: GenerationStats | None = None
+        self._inbox = inbox
+        self._consumed = False
+
+    @property
+    def id(self) -> int:
+        """The request id on the runner's channel."""
+        return self._inbox.id
+
+    @property
+    def finished(self) -> bool:
+        """True once the runner has ended this generation (or died)."""
+        return self._inbox.finished
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the runner has ended this generation; return whether it has."""
+        return self._inbox.wait(timeout)
+
+    def __iter__(self) -> Generation:
+        return self
+
+    def __next__(self) -> Chunk:
+        if self._consumed:
+            raise StopIteration
+        item = self._inbox.queue.get()
+        if type(item) is str:
+            return Chunk(item)
+        self._consumed = True
+        if isinstance(item, BaseException):
+            raise item
+        if not item.get("ok"):
+            raise RunnerError(self.model_id, f"`{self.model_id}`: {item.get('error')}")
+        result = item.get("result") or {}
+        self.stats = GenerationStats.from_wire(result["stats"])
+        return Chunk(result.get("text", ""), done=True, stats=self.stats)
+
+    def cancel(self) -> None:
+        """Ask the runner to stop this generation; it stops within one token.
+
+        The stream then ends normally with ``finish_reason == "cancelled"`` (text already
+        on its way may still arrive first).
+        """
+        self._inbox.cancel()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Cancel if unfinished, wait (bounded) for the runner to end it, and stop iterating."""
+        if not self._inbox.finished:
+            self._inbox.cancel()
+            self._inbox.wait(timeout)
+        self._consumed = True
+
+    def __enter__(self) -> Generation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self._inbox.cancel()
+        except Exception:  # noqa: BLE001 - never raise from a finaliser
+            pass
