@@ -50,6 +50,7 @@ TEST_HOOKS_ENV = "ORIN_RUNNER_TEST_HOOKS"
 TEST_TOKEN_DELAY_ENV = "ORIN_RUNNER_TEST_TOKEN_DELAY_S"
 """With test hooks on: seconds to sleep per sampled token, to stand in for a slow model."""
 _NO_GENERATION = 0
+_GGML_LOG_LEVEL_ERROR = 4  # ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5
 _CANCEL_ALL = 1 << 62
 
 
@@ -88,6 +89,15 @@ def _hosted_llama_class(llama_cpp: Any) -> Any:
             return int(token)
 
     return HostedLlama
+
+
+def _load_failure(errors: list[str], exc: Exception) -> str:
+    """Return llama.cpp's own reason for a failed load, else the exception's text."""
+    for line in errors:
+        marker = "error loading model:"
+        if marker in line:
+            return line.split(marker, 1)[1].strip()
+    return errors[-1] if errors else str(exc)
 
 
 def _set_oom_score_adj(value: int) -> tuple[int | None, str | None]:
@@ -154,6 +164,7 @@ class RunnerHost:
         self.state = "idle"
         self.stopping = False
         self.mlock_failed = False
+        self.error_log: list[str] = []  # llama.cpp's error-level messages, for load failures
         self.last_stats: dict[str, Any] | None = None
         self._gen_id = _NO_GENERATION
         self._cancel_upto = _NO_GENERATION
@@ -184,6 +195,11 @@ class RunnerHost:
             self.writer.send({"re": rid, "ok": True, "result": result})
         else:
             self.writer.send({"re": rid, "ok": False, "error": error})
+
+    def _done(self, rid: Any, result: Any = None, error: str | None = None) -> None:
+        """Reply to a main-thread command, idle first (a ping right after sees "idle")."""
+        self.state = "idle"
+        self._reply(rid, result, error)
 
     def _dispatch(self, msg: Message) -> None:
         op, rid = msg.get("op"), msg.get("id")
@@ -217,12 +233,14 @@ class RunnerHost:
     # -- llama.cpp callbacks ----------------------------------------------------------
 
     def _install_log_callback(self, llama_cpp: Any) -> None:
-        def log(_level: int, text: bytes | None, _user_data: Any) -> None:
+        def log(level: int, text: bytes | None, _user_data: Any) -> None:
             if not text:
                 return
             try:
                 if b"failed to mlock" in text:
                     self.mlock_failed = True
+                if level == _GGML_LOG_LEVEL_ERROR:
+                    self.error_log.append(text.decode("utf-8", "replace").strip())
                 os.write(2, text)
             except Exception:  # noqa: BLE001 - a log line must never break llama.cpp
                 pass
@@ -280,19 +298,17 @@ class RunnerHost:
                 return 0
             except Exception as exc:  # noqa: BLE001 - report, keep serving
                 traceback.print_exc()
-                self._reply(rid, error=f"internal runner error: {type(exc).__name__}: {exc}")
-            finally:
-                self.state = "idle"
+                self._done(rid, error=f"internal runner error: {type(exc).__name__}: {exc}")
 
     def _load(self, rid: Any, wire: dict[str, Any]) -> None:
         if self.llm is not None:
-            self._reply(rid, error="a model is already loaded in this runner")
+            self._done(rid, error="a model is already loaded in this runner")
             return
         self.state = "loading"
         try:
             cfg = RunnerConfig.from_wire(wire)
         except (TypeError, ValueError) as exc:
-            self._reply(rid, error=f"bad runner config: {exc}")
+            self._done(rid, error=f"bad runner config: {exc}")
             return
         notes: list[str] = []
         oom_value, oom_problem = _set_oom_score_adj(cfg.oom_score_adj)
@@ -308,7 +324,7 @@ class RunnerHost:
         if cfg.n_gpu_layers != 0 and not supported:
             notes.append(CPU_ONLY_NOTE)
         if not os.path.isfile(cfg.model_path):
-            self._reply(rid, error=f"model file not found: {cfg.model_path}")
+            self._done(rid, error=f"model file not found: {cfg.model_path}")
             return
         kwargs: dict[str, Any] = {
             "model_path": cfg.model_path,
@@ -328,8 +344,8 @@ class RunnerHost:
                 progress=self._progress_callback(llama_cpp, rid), on_token=self._on_token, **kwargs
             )
         except Exception as exc:  # noqa: BLE001 - any load failure is reported, not fatal
-            why = "load cancelled by shutdown" if self.stopping else str(exc)
-            self._reply(rid, error=f"llama.cpp could not load {cfg.model_path}: {why}")
+            why = "load cancelled by shutdown" if self.stopping else _load_failure(self.error_log, exc)
+            self._done(rid, error=f"llama.cpp could not load {cfg.model_path}: {why}")
             return
         load_seconds = time.perf_counter() - started
         self.llm = llm
@@ -346,7 +362,7 @@ class RunnerHost:
             mlock_failed=self.mlock_failed,
             memlock_limit=limit,
         )
-        self._reply(
+        self._done(
             rid,
             {
                 "pid": os.getpid(),
@@ -371,12 +387,12 @@ class RunnerHost:
 
     def _generate(self, rid: Any, wire: dict[str, Any]) -> None:
         if self.llm is None:
-            self._reply(rid, error="no model is loaded in this runner")
+            self._done(rid, error="no model is loaded in this runner")
             return
         try:
             req = GenerateRequest.from_wire(wire)
         except (TypeError, ValueError) as exc:
-            self._reply(rid, error=f"bad generate request: {exc}")
+            self._done(rid, error=f"bad generate request: {exc}")
             return
         self.state = "generating"
         self._gen_id = int(rid)
@@ -419,7 +435,7 @@ class RunnerHost:
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. a prompt longer than the context
             self._gen_id = _NO_GENERATION
-            self._reply(rid, error=f"generation failed: {exc}")
+            self._done(rid, error=f"generation failed: {exc}")
             return
         self._gen_id = _NO_GENERATION
         span = self._last - self._first
@@ -432,7 +448,7 @@ class RunnerHost:
             "finish_reason": finish,
         }
         self.last_stats = stats
-        self._reply(rid, {"text": "".join(pieces), "stats": stats})
+        self._done(rid, {"text": "".join(pieces), "stats": stats})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,6 +51,7 @@ ProgressCallback = Callable[[float], None]
 ExitCallback = Callable[["Runner", RunnerDied | None], None]
 
 _CHILD_MODULE = "orin_console.core.runner.child"
+_START_MARK = "--- runner started:"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
 _NOTABLE = re.compile(r"GGML_ASSERT|error|out of memory|fatal|abort|failed|cannot|unable", re.I)
 _ERROR_LINE = re.compile(r"GGML_ASSERT|\berror\b|out of memory|\bfatal\b|\babort(ed)?\b", re.I)
@@ -211,6 +212,13 @@ class Runner:
         """Return the runner's recent output lines (llama.cpp's log included), oldest first."""
         return list(self._log)
 
+    def _lines_since_start(self) -> list[str]:
+        lines = list(self._log)
+        for i in range(len(lines) - 1, -1, -1):
+            if lines[i].startswith(_START_MARK):
+                return lines[i + 1 :]
+        return lines
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the process has ended and been accounted for; return whether it has."""
         return self._exited.wait(timeout)
@@ -258,10 +266,9 @@ class Runner:
             raise
         if not reply.get("ok"):
             self.shutdown()
+            notable = [line for line in self._lines_since_start() if _NOTABLE.search(line)]
             raise RunnerLoadError(
-                self.model_id,
-                f"`{self.model_id}` failed to load: {reply.get('error')}",
-                pick_tail(self.recent_log()),
+                self.model_id, f"`{self.model_id}` failed to load: {reply.get('error')}", notable[-4:]
             )
         result = LoadResult.from_wire(reply["result"])
         with self._lock:
@@ -303,7 +310,7 @@ class Runner:
         self.died = None
         self.returncode = None
         self._exited.clear()
-        self._log.append(f"--- runner started: pid {proc.pid} ---")
+        self._log.append(f"{_START_MARK} pid {proc.pid} ---")
         assert proc.stdout is not None
         err_thread = threading.Thread(
             target=self._stderr_loop, args=(proc.stdout,), name=f"runner-{self.model_id}-stderr", daemon=True
@@ -602,7 +609,8 @@ class Runner:
                 reason, sig = describe_exit(proc.returncode)
                 if problem is not None:
                     reason = f"{problem} ({reason})"
-                self.died = RunnerDied(self.model_id, reason, proc.returncode, sig, pick_tail(self.recent_log()))
+                tail = pick_tail(self._lines_since_start())
+                self.died = RunnerDied(self.model_id, reason, proc.returncode, sig, tail)
             died = self.died
             gen, self._gen = self._gen, None
             waiters = list(self._pending.values())
