@@ -105,7 +105,6 @@ def test_swa_pattern_from_the_file_and_unknown_patterns() -> None:
     assert swa_layers(gemma_like(architecture="llama", sliding_window_pattern=2))[:4] == (
         True, False, True, False,
     )
-    assert swa_layers(make_info(sliding_window=128, sliding_window_pattern=(True, False, True, True)))
     assert swa_layers(make_info(sliding_window=128, sliding_window_pattern=(True, False, True, True))) == (
         True, False, True, True,
     )
@@ -292,6 +291,7 @@ def test_model_identity_changes_with_the_file_and_prefers_sha(tmp_path: Path) ->
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a 2048-token prompt on 2 shared cores: 5-30 s, more under load
 @pytest.mark.parametrize("file_name", [SMOL, GEMMA])
 def test_prediction_within_ten_percent_of_a_real_swap_tier_runner(file_name: str) -> None:
     """Load as the swap tier does, fill the 2048-token context, generate, read /proc."""
