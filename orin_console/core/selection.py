@@ -65,7 +65,7 @@ _COLD_DYNAMIC: Final = SPEED_POINTS + USAGE_POINTS  # the most a model not loade
 _UNMEASURED_SPEED: Final = SPEED_POINTS / 2
 _LOG_REFERENCE: Final = math.log1p(SPEED_REFERENCE)
 #: How many ranked candidates a selection keeps for display.
-SHOWN: Final = 5
+SHOWN: Final = 3
 _TIER_WORDS: Final = {"ram": "resident in ram", "swap": "loaded in swap", "loading": "loading now",
                       "disk": "must load from disk", "failed": "failed last time (would restart)"}
 _LOADED: Final = ("ram", "swap")
@@ -217,16 +217,24 @@ class Selector:
         rows: list[tuple[tuple[float, int, str], _Static, str, UsageFigures | None]] = []
         skipped: list[str] = []
         static_of = self._static[task]
+        warm = []  # (fit + priority + tier bonus, id, static, tier) of loaded and loading models
         for model_id, tier in residency.items():
             if tier in _ADMITTED and model_id != exclude:
                 static = static_of.get(model_id)
                 if static is not None:
-                    stats = usage.get(model_id)
-                    score = static.points + TIER_BONUS[tier] + _dynamic(stats)
-                    rows.append(((-score, -static.priority, model_id), static, tier, stats))
-        rows.sort()
-        del rows[keep:]
-        floor = -rows[-1][0][0] if len(rows) >= keep else -math.inf
+                    warm.append((static.points + TIER_BONUS[tier], model_id, static, tier))
+        warm.sort(reverse=True)
+        floor = -math.inf
+        for base, model_id, static, tier in warm:
+            if base + _COLD_DYNAMIC < floor:
+                break
+            stats = usage.get(model_id)
+            score = base + _dynamic(stats)
+            bisect.insort(rows, ((-score, -static.priority, model_id), static, tier, stats))
+            if len(rows) > keep:
+                rows.pop()
+            if len(rows) >= keep:
+                floor = -rows[-1][0][0]
         for static in self._ranked[task]:
             points = static.points
             if points + _COLD_DYNAMIC < floor:

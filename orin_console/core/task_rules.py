@@ -3,8 +3,8 @@
 Kept apart from :mod:`orin_console.core.tasks` (the engine) so the rules read as a table.
 Every entry is a *family* of evidence, never a single prompt: a cue phrase in the instruction
 (the first and last few hundred characters of a prompt), a syntax token in the code window
-(the first 768 and last 256 characters), or the shape of the text. Each entry carries the words the operator sees in the
-explanation ("code: fenced block, `def`, mentions Python").
+(the first 640 and last 192 characters), or the shape of the text. Each entry carries the
+words the operator sees in the explanation ("code: fenced block, `def`, mentions Python").
 
 Weights are points added to a task's score; chat starts at :data:`CHAT_BASELINE` so that a
 prompt with no evidence is chat. ``docs/selection.md`` explains the scale.

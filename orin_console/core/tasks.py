@@ -3,11 +3,11 @@
 Deterministic rules, no model call. Three kinds of evidence, each a weighted family from
 :mod:`orin_console.core.task_rules`:
 
-* **cues** in the *instruction window* (the first 360 and the last 240 characters, where
+* **cues** in the *instruction window* (the first 300 and the last 200 characters, where
   people put the instruction around a pasted passage), lower-cased and matched as whole
   words by one precompiled trie regex: "summarise", "tl;dr", "classify", "extract", "list
   all", "continue this story", "what's the difference between", "write … function" …;
-* **code syntax** in the code window (the first 768 and last 256 characters): a fenced
+* **code syntax** in the code window (the first 640 and last 192 characters): a fenced
   block, tokens that are rare in prose (``def``,
   ``=>``, ``#include``, ``SELECT``, ``{``) found by one set intersection, and the shape of
   code lines (indentation, ``;`` at line ends) counted by ``str.count``;
@@ -40,8 +40,8 @@ from .task_rules import (
 DETECTED_TASKS: Final[tuple[Task, ...]] = (
     "chat", "code", "classification", "summarisation", "extraction", "completion",
 )
-_HEAD, _TAIL = 360, 240            # instruction window
-_CODE_HEAD, _CODE_TAIL = 768, 256   # code window
+_HEAD, _TAIL = 300, 200            # instruction window
+_CODE_HEAD, _CODE_TAIL = 640, 192   # code window
 _SOFTMAX_K: Final = 1.5            # sharpness of the confidence
 _VERB_REACH: Final = 80            # "write … function": at most this many characters apart
 _MAX_REASONS: Final = 4
