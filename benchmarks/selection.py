@@ -37,12 +37,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from orin_console.core.catalog import Catalog, CatalogEntry  # noqa: E402
-from orin_console.core.selection import UsageStats, select, selector_for  # noqa: E402
+from orin_console.core.catalog import Catalog, CatalogEntry, Task  # noqa: E402
+from orin_console.core.selection import Mode, UsageStats, select, selector_for  # noqa: E402
 from orin_console.core.tasks import DETECTED_TASKS, detect_task  # noqa: E402
 
 LABELLED = REPO / "tests" / "data" / "task_prompts.jsonl"
-TAGS = ("chat", "code", "classification", "summarisation", "extraction", "completion")
+TAGS: tuple[Task, ...] = ("chat", "code", "classification", "summarisation", "extraction", "completion")
 
 
 def load_labelled(path: Path = LABELLED) -> list[dict[str, str]]:
@@ -71,7 +71,7 @@ def generated_catalog(n: int = 100, seed: int = 7) -> tuple[Catalog, dict[str, s
 
 def prompts_2kb(rows: list[dict[str, str]]) -> dict[str, str]:
     """One 2,048-character prompt per task, from that task's labelled prompts."""
-    out = {}
+    out: dict[str, str] = {}
     for task in DETECTED_TASKS:
         text = ""
         for row in sorted((r for r in rows if r["task"] == task), key=lambda r: -len(r["prompt"])):
@@ -96,7 +96,8 @@ def latency(iterations: int) -> dict[str, float]:
     def admissible(model_id: str) -> bool:
         return int(model_id[-3:]) % 5 != 0
 
-    calls = [(text, mode) for text in prompts.values() for mode in ("auto", "hybrid", "manual")]
+    modes: tuple[Mode, ...] = ("auto", "hybrid", "manual")
+    calls = [(text, mode) for text in prompts.values() for mode in modes]
     for text, mode in calls * 50:  # warm-up
         select(mode, detect_task(text), catalog, residency, usage, model=loaded[0],
                preferred=loaded[1], admissible=admissible)

@@ -6,19 +6,27 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from orin_console.core.catalog import TASKS, Catalog, CatalogEntry
+from orin_console.core.catalog import TASKS, Catalog, CatalogEntry, Task
 from orin_console.core.selection import (
-    PRIORITY_POINTS, SHOWN, TIER_BONUS, SelectionError, Selector, UsageStats, select, selector_for,
+    PRIORITY_POINTS,
+    SHOWN,
+    TIER_BONUS,
+    SelectionError,
+    Selector,
+    UsageStats,
+    select,
+    selector_for,
 )
 from orin_console.core.tasks import TaskGuess, detect_task
 
 
 def entry(model_id: str, *tasks: str, priority: int = 50, **extra: Any) -> CatalogEntry:
-    return CatalogEntry(id=model_id, path=f"{model_id}.gguf", tasks=tasks, priority=priority, **extra)
+    return CatalogEntry(id=model_id, path=f"{model_id}.gguf", tasks=cast("tuple[Task, ...]", tasks),
+                        priority=priority, **extra)
 
 
 def catalog(*entries: CatalogEntry) -> Catalog:
@@ -26,7 +34,7 @@ def catalog(*entries: CatalogEntry) -> Catalog:
 
 
 def guess(task: str) -> TaskGuess:
-    return TaskGuess(task, 0.9, (f"{task} cue",), {t: float(t == task) for t in TASKS})  # type: ignore[arg-type]
+    return TaskGuess(cast(Task, task), 0.9, (f"{task} cue",), {t: float(t == task) for t in TASKS})
 
 
 DEMO = catalog(

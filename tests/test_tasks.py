@@ -40,12 +40,12 @@ EXAMPLES = {
         "What's the sentiment of 'honestly the best concert of my life'?",
     ],
     "summarisation": [
-        "Summarise this in two sentences: 'The committee met for three hours and agreed to delay "
-        "the vote until the budget figures are audited by an external firm next month.'",
+        ("Summarise this in two sentences: 'The committee met for three hours and agreed to delay "
+         "the vote until the budget figures are audited by an external firm next month.'"),
         "tl;dr of the following:\n\n" + "The pilot ran for six weeks across three depots. " * 8,
-        "Give me the key points of this memo:\n\nStarting Monday, all visitors must sign in at "
-        "reception. Badges will be issued for the day and must be returned on exit. Parking is "
-        "limited to the east lot while the west lot is resurfaced.",
+        ("Give me the key points of this memo:\n\nStarting Monday, all visitors must sign in at "
+         "reception. Badges will be issued for the day and must be returned on exit. Parking is "
+         "limited to the east lot while the west lot is resurfaced."),
     ],
     "extraction": [
         "Extract every email address from: 'write to ana@example.org or ops@example.com'",

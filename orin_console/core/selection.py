@@ -98,10 +98,14 @@ class UsageFigures(Protocol):
     own records, which carry the same fields."""
 
     @property
-    def count(self) -> float: ...  # noqa: D102
+    def count(self) -> float:
+        """Decayed number of recent requests."""
+        ...
 
     @property
-    def tok_per_s(self) -> float | None: ...  # noqa: D102
+    def tok_per_s(self) -> float | None:
+        """Generation speed in tokens per second, None before it was measured."""
+        ...
 
 
 class Candidate(NamedTuple):
@@ -359,7 +363,8 @@ def _build(guess: TaskGuess, mode: Mode, ranked: list[_Scored], skipped: list[st
            lead: tuple[str, ...], *, compare: bool) -> Selection:
     chosen = ranked[0]
     runner = ranked[1] if len(ranked) > 1 else None
-    reasons = [*lead, _why(chosen)]
+    whys = [_why(s) for s in ranked]
+    reasons = [*lead, whys[0]]
     if compare and chosen.static.fit == 0.0:
         reasons.append(f"no admissible model lists {guess.task}")
     if compare and runner is not None:
@@ -377,7 +382,8 @@ def _build(guess: TaskGuess, mode: Mode, ranked: list[_Scored], skipped: list[st
         runner_up=runner.static.model_id if runner else None,
         runner_up_score=round(runner.score, 2) if runner else None, reasons=tuple(reasons),
         explanation=line,
-        candidates=tuple(Candidate(s.static.model_id, round(s.score, 2), _why(s)) for s in ranked),
+        candidates=tuple(Candidate(s.static.model_id, round(s.score, 2), why)
+                         for s, why in zip(ranked, whys, strict=True)),
         guess=guess)
 
 

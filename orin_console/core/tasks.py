@@ -30,10 +30,35 @@ from typing import Any, Final
 
 from .catalog import Task
 from .task_rules import (
-    CHAT_BASELINE, CHAT_ON_MATERIAL, CHOICE_WEIGHT, OBJECT_MENTION_WEIGHT, PASSAGE_HINT, CODE_ACTION_WEIGHT, CODE_ACTIONS, CODE_DEICTIC,
-    CODE_DEICTIC_WEIGHT, CODE_OBJECTS, CODE_PRESENT, CODE_REQUEST_WEIGHT, CODE_VERBS, CUES,
-    FAMILY_EXTRA, FAMILY_MAX, FENCE_WEIGHT, LANGUAGE_WEIGHT, LANGUAGES, OPEN_ENDING_WEIGHT,
-    OPEN_ENDINGS, PASSAGE_BOOST, QUESTION_WEIGHT, QUESTION_WORDS, PASSAGE_CHARS, PAYLOAD_CHARS, SHAPES, SYNTAX_CAP, SYNTAX_TOKENS,
+    CHAT_BASELINE,
+    CHAT_ON_MATERIAL,
+    CHOICE_WEIGHT,
+    CODE_ACTION_WEIGHT,
+    CODE_ACTIONS,
+    CODE_DEICTIC,
+    CODE_DEICTIC_WEIGHT,
+    CODE_OBJECTS,
+    CODE_PRESENT,
+    CODE_REQUEST_WEIGHT,
+    CODE_VERBS,
+    CUES,
+    FAMILY_EXTRA,
+    FAMILY_MAX,
+    FENCE_WEIGHT,
+    LANGUAGE_WEIGHT,
+    LANGUAGES,
+    OBJECT_MENTION_WEIGHT,
+    OPEN_ENDING_WEIGHT,
+    OPEN_ENDINGS,
+    PASSAGE_BOOST,
+    PASSAGE_CHARS,
+    PASSAGE_HINT,
+    PAYLOAD_CHARS,
+    QUESTION_WEIGHT,
+    QUESTION_WORDS,
+    SHAPES,
+    SYNTAX_CAP,
+    SYNTAX_TOKENS,
 )
 
 #: The tasks detection can return, in tie-break order.
@@ -137,7 +162,7 @@ class _Evidence:
     __slots__ = ("reasons", "scores")
 
     def __init__(self) -> None:
-        self.scores = dict.fromkeys(DETECTED_TASKS, 0.0)
+        self.scores: dict[str, float] = dict.fromkeys(DETECTED_TASKS, 0.0)
         self.scores["chat"] = CHAT_BASELINE
         self.reasons: dict[str, dict[str, float]] = {}
 
@@ -252,7 +277,8 @@ def _open_ending(text: str) -> bool:
 
 def _conclude(ev: _Evidence) -> TaskGuess:
     scores = ev.scores
-    best, top = "chat", scores["chat"]
+    best: Task = "chat"
+    top = scores["chat"]
     for task in DETECTED_TASKS:  # strictly greater: ties keep the earlier task (chat first)
         if scores[task] > top:
             best, top = task, scores[task]
