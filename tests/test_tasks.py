@@ -115,6 +115,10 @@ def test_only_the_head_and_tail_of_a_long_prompt_are_read() -> None:
     middle = filler[:27000] + " classify " + filler[27000:]
     assert detect_task("Summarise this:\n" + middle).task == "summarisation"
     assert detect_task(middle + "\nPlease extract all the Latin words.").task == "extraction"
+    huge = "Summarise this:\n" + filler * 100  # ~5 MB
+    start = time.perf_counter()
+    assert detect_task(huge).task == "summarisation"
+    assert time.perf_counter() - start < 0.05
 
 
 def test_detection_is_deterministic_within_and_across_processes() -> None:

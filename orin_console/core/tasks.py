@@ -67,6 +67,7 @@ DETECTED_TASKS: Final[tuple[Task, ...]] = (
 )
 _HEAD, _TAIL = 300, 200            # instruction window
 _CODE_HEAD, _CODE_TAIL = 640, 192   # code window
+_READ_HEAD, _READ_TAIL = 4096, 1024  # the most of any prompt that is looked at
 _SOFTMAX_K: Final = 1.5            # sharpness of the confidence
 _VERB_REACH: Final = 80            # "write … function": at most this many characters apart
 _MAX_REASONS: Final = 4
@@ -298,6 +299,8 @@ def _conclude(ev: _Evidence) -> TaskGuess:
 
 def _evidence(text: str) -> _Evidence:
     ev = _Evidence()
+    if len(text) > _READ_HEAD + _READ_TAIL:  # never copy or scan a huge paste whole
+        text = text[:_READ_HEAD] + "\n" + text[-_READ_TAIL:]
     stripped = text.strip()
     if not stripped:
         return ev
