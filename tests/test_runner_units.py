@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import struct
@@ -22,6 +23,7 @@ from orin_console.core.runner import (
     pick_tail,
     tier_config,
 )
+from orin_console.core.runner.exits import log_level_of
 from orin_console.core.runner.protocol import (
     HEADER,
     KIND_JSON,
@@ -246,5 +248,14 @@ def test_tail_prefers_the_lines_that_explain_a_death() -> None:
     assert tail == [lines[45], lines[47], lines[49]]
     assert pick_tail(["a", "b", "c", "d", "e"]) == ["b", "c", "d", "e"]
     assert pick_tail([]) == []
+    assert pick_tail(["set_abort_callback: call", "x", "y", "z", "w"]) == ["x", "y", "z", "w"]
     died = RunnerDied("m", "aborted (SIGABRT)", -6, "SIGABRT", tail)
     assert str(died).startswith("runner for `m` aborted (SIGABRT); last output: ggml.c:1234: GGML_ASSERT")
+
+
+def test_runner_output_lines_get_log_levels() -> None:
+    assert log_level_of("ggml.c:12: GGML_ASSERT(x) failed") == logging.ERROR
+    assert log_level_of("llama_model_load: error loading model: bad") == logging.ERROR
+    assert log_level_of("warning: failed to mlock 4194304-byte buffer") == logging.WARNING
+    assert log_level_of("set_abort_callback: call") == logging.DEBUG
+    assert log_level_of("load_tensors: layer 0 assigned to device CPU") == logging.DEBUG

@@ -12,7 +12,8 @@ Example:
     >>> runner.shutdown()  # doctest: +SKIP
 """
 
-from .client import Runner, describe_exit, pick_tail
+from .client import Runner
+from .exits import describe_exit, pick_tail
 from .generation import Generation
 from .messages import (
     FINISH_REASONS,

@@ -19,8 +19,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import re
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
+from .exits import describe_exit, is_notable, log_level_of, pick_tail
 from .generation import Generation, Inbox
 from .messages import (
     Chunk,
@@ -53,65 +52,9 @@ ExitCallback = Callable[["Runner", RunnerDied | None], None]
 _CHILD_MODULE = "orin_console.core.runner.child"
 _START_MARK = "--- runner started:"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
-_NOTABLE = re.compile(r"GGML_ASSERT|error|out of memory|fatal|abort|failed|cannot|unable", re.I)
-_ERROR_LINE = re.compile(r"GGML_ASSERT|\berror\b|out of memory|\bfatal\b|\babort(ed)?\b", re.I)
-_WARNING_LINE = re.compile(r"warn|failed", re.I)
 # The runner's output belongs in the console's log, never on the terminal: without this, an
 # application that configured no logging would get WARNING+ lines from logging's last resort.
 logging.getLogger("orin_console.runner").addHandler(logging.NullHandler())
-
-_SIGNAL_REASONS = {
-    "SIGKILL": "was killed (SIGKILL) — possibly the kernel's OOM killer: check `dmesg`",
-    "SIGABRT": "aborted (SIGABRT) — llama.cpp stops this way on a failed internal check",
-    "SIGBUS": "died of a bus error (SIGBUS) — the model file changed or was truncated while mapped",
-    "SIGSEGV": "crashed (SIGSEGV)",
-    "SIGTERM": "was terminated (SIGTERM)",
-}
-
-
-def describe_exit(returncode: int | None) -> tuple[str, str | None]:
-    """Return a human reason for a runner's exit status, and the signal's name if any.
-
-    Args:
-        returncode: ``Popen.returncode`` (negative: killed by that signal).
-
-    Returns:
-        ``(reason, signal_name)``, e.g. ``("was killed (SIGKILL) — ...", "SIGKILL")``.
-    """
-    if returncode is None:
-        return "stopped answering", None
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return _SIGNAL_REASONS.get(name, f"was killed by {name}"), name
-    if returncode == 0:
-        return "exited unexpectedly (status 0)", None
-    return f"exited with status {returncode}", None
-
-
-def pick_tail(lines: Sequence[str], limit: int = 4) -> list[str]:
-    """Return the few output lines that best explain a failure.
-
-    Notable lines (``GGML_ASSERT``, errors, "out of memory", ...) among the recent ones come
-    first, then the very last line; without notable lines, the last ``limit`` lines.
-
-    Args:
-        lines: the runner's recent output, oldest first.
-        limit: most lines to return.
-
-    Returns:
-        The lines, oldest first.
-    """
-    recent = list(lines[-40:])
-    notable = [line for line in recent if _NOTABLE.search(line)]
-    if not notable:
-        return recent[-limit:]
-    picked = notable[-(limit - 1) :] if limit > 1 else []
-    if recent[-1] not in picked:
-        picked.append(recent[-1])
-    return picked[-limit:]
 
 
 def _console_oom_score_adj() -> int | None:
@@ -266,7 +209,7 @@ class Runner:
             raise
         if not reply.get("ok"):
             self.shutdown()
-            notable = [line for line in self._lines_since_start() if _NOTABLE.search(line)]
+            notable = [line for line in self._lines_since_start() if is_notable(line)]
             raise RunnerLoadError(
                 self.model_id, f"`{self.model_id}` failed to load: {reply.get('error')}", notable[-4:]
             )
@@ -528,12 +471,7 @@ class Runner:
                 if not line:
                     continue
                 self._log.append(line)
-                if _ERROR_LINE.search(line):
-                    log.error("%s", line)
-                elif _WARNING_LINE.search(line):
-                    log.warning("%s", line)
-                else:
-                    log.debug("%s", line)
+                log.log(log_level_of(line), "%s", line)
         except (OSError, ValueError):
             pass
         finally:
