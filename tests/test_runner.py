@@ -148,11 +148,21 @@ def test_leaving_a_stream_early_cancels_it_and_frees_the_runner(slow_runner: Run
     assert gen.finished and not slow_runner.busy
     stats = slow_runner.stats()
     assert stats is not None and stats.finish_reason == "cancelled" and stats.tokens <= 2
-    # A dropped stream is cancelled too; the next request does not see "busy".
+    # A dropped stream is cancelled too (by the next request at the latest): no "busy".
     slow_runner.generate(GenerateRequest(prompt="Hello", max_tokens=200, **GREEDY))
     started = time.monotonic()
     chunk = slow_runner.complete(GenerateRequest(prompt="Hi", max_tokens=2, **GREEDY))
     assert chunk.done and time.monotonic() - started < 2.0
+
+
+def test_cancel_stops_a_chat_too(slow_runner: Runner) -> None:
+    messages = [{"role": "user", "content": "Tell me a long story"}]
+    with slow_runner.generate(GenerateRequest(messages=messages, max_tokens=200, **GREEDY)) as gen:
+        seen = wait_for_tokens(slow_runner, 2)
+        gen.cancel()
+        last = list(gen)[-1]
+    assert last.stats is not None and last.stats.finish_reason == "cancelled"
+    assert last.stats.tokens <= seen + 2
 
 
 def test_one_generation_at_a_time_and_ping_mid_stream(slow_runner: Runner) -> None:

@@ -329,7 +329,8 @@ class Runner:
         with self._lock:
             self._check_ready()
             current = self._gen
-        if current is not None and current.cancel_requested:
+        if current is not None and (current.cancel_requested or current.abandoned):
+            current.cancel()
             current.wait(self.cancel_grace_s)
         with self._lock:
             self._check_ready()
@@ -489,6 +490,8 @@ class Runner:
                     gen = self._gen
                     if gen is not None:
                         gen.put(item)
+                        if gen.abandoned:
+                            gen.cancel()
                     continue
                 assert isinstance(item, dict)
                 self._route(item)

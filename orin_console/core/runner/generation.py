@@ -19,11 +19,16 @@ class Inbox:
     Attributes:
         id: the request id on the runner's channel.
         cancel_requested: a cancel was sent for it.
+        abandoned: the caller dropped its :class:`Generation` unfinished. The finaliser only
+            sets this flag (a finaliser may run at any point, even inside a send); the
+            runner sends the cancel from a safe place: its reader thread on the next token,
+            or the next :meth:`Runner.generate`.
     """
 
     def __init__(self, gen_id: int, send_cancel: Callable[[int], None]) -> None:
         self.id = gen_id
         self.cancel_requested = False
+        self.abandoned = False
         self._send_cancel = send_cancel
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._finished = threading.Event()
@@ -57,7 +62,7 @@ class Generation(Iterator[Chunk]):
     Made by :meth:`Runner.generate`. Text chunks arrive as the runner produces them; the last
     chunk has ``done=True`` and the stats. If the runner dies, iteration raises
     :class:`RunnerDied` at once. Leaving early cancels the generation: use it as a context
-    manager, call :meth:`close`, or simply drop it.
+    manager or call :meth:`close` (dropping it unfinished cancels it too, a little later).
 
     Attributes:
         model_id: the runner's model.
@@ -124,7 +129,4 @@ class Generation(Iterator[Chunk]):
         self.close()
 
     def __del__(self) -> None:
-        try:
-            self._inbox.cancel()
-        except Exception:  # noqa: BLE001 - never raise from a finaliser
-            pass
+        self._inbox.abandoned = True  # no I/O here: see Inbox.abandoned
