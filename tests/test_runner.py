@@ -245,3 +245,27 @@ def test_generate_before_start_is_a_clear_error(tiny_model_path: Path) -> None:
     with pytest.raises(RunnerError, match="never started"):
         r.generate(GenerateRequest(prompt="Hi"))
     assert r.pid is None and not r.alive and r.shutdown() is None
+
+
+def test_tier_move_restarts_the_runner_with_the_other_settings(tiny_model_path: Path) -> None:
+    r = Runner("mover", tier_config("ram", str(tiny_model_path), n_ctx=128, n_threads=1))
+    try:
+        first = r.start()
+        assert first.mlock_requested and first.oom_score_adj is not None
+        r.shutdown()
+        moved = r.start(config=tier_config("swap", str(tiny_model_path), n_ctx=128, n_threads=1))
+        assert r.config.tier == "swap" and moved.pid != first.pid
+        assert not moved.mlock_requested and moved.gpu_layers == 0
+        assert moved.oom_score_adj is not None and moved.oom_score_adj > first.oom_score_adj
+        with pytest.raises(RunnerError, match="already running"):
+            r.start()
+    finally:
+        r.shutdown()
+
+
+def test_load_timeout_ends_the_runner(tiny_model_path: Path) -> None:
+    exits: list[object] = []
+    r = Runner("late", tier_config("swap", str(tiny_model_path)), on_exit=lambda _r, died: exits.append(died))
+    with pytest.raises(RunnerError, match="did not answer `load` within"):
+        r.start(timeout=0.001)  # a Python process cannot even start that fast
+    assert not r.alive and exits == [None]

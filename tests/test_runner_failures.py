@@ -198,3 +198,24 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "State:\tZ" not in status
+
+
+def test_on_exit_may_restart_the_runner(tiny_model_path: Path) -> None:
+    """The manager's "restart on death" from inside the callback, without deadlock."""
+    restarted = threading.Event()
+
+    def on_exit(r: Runner, died: RunnerDied | None) -> None:
+        if died is not None:
+            r.start()
+            restarted.set()
+
+    r = Runner("phoenix", tier_config("swap", str(tiny_model_path), n_ctx=128, n_threads=1), on_exit=on_exit)
+    try:
+        first = r.start().pid
+        os.kill(first, signal.SIGKILL)
+        assert restarted.wait(10)
+        assert r.alive and r.pid != first
+        assert r.complete(GenerateRequest(prompt="Hi", max_tokens=2)).done
+    finally:
+        r.shutdown()
+    assert not r.alive

@@ -239,7 +239,7 @@ class RunnerHost:
             try:
                 if b"failed to mlock" in text:
                     self.mlock_failed = True
-                if level == _GGML_LOG_LEVEL_ERROR:
+                if level == _GGML_LOG_LEVEL_ERROR and len(self.error_log) < 64:
                     self.error_log.append(text.decode("utf-8", "replace").strip())
                 os.write(2, text)
             except Exception:  # noqa: BLE001 - a log line must never break llama.cpp

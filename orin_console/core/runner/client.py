@@ -126,6 +126,9 @@ class Runner:
         self._loaded = False
         self._exited = threading.Event()
         self._exited.set()
+        self._reported = threading.Event()  # on_exit has returned (one per process)
+        self._reported.set()
+        self._reader: threading.Thread | None = None
         self.load_result: LoadResult | None = None
         """The last successful load's report."""
         self.died: RunnerDied | None = None
@@ -163,8 +166,16 @@ class Runner:
         return lines
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the process has ended and been accounted for; return whether it has."""
-        return self._exited.wait(timeout)
+        """Wait until the process has ended and ``on_exit`` has returned; return whether so.
+
+        Called from ``on_exit`` itself, it does not wait for ``on_exit``.
+        """
+        return self._wait_reported(self._reported, timeout)
+
+    def _wait_reported(self, reported: threading.Event, timeout: float | None) -> bool:
+        if threading.current_thread() is self._reader:  # inside on_exit: it is running now
+            return self._exited.wait(timeout)
+        return reported.wait(timeout)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -253,18 +264,20 @@ class Runner:
         self.died = None
         self.returncode = None
         self._exited.clear()
+        self._reported = reported = threading.Event()
         self._log.append(f"{_START_MARK} pid {proc.pid} ---")
         assert proc.stdout is not None
         err_thread = threading.Thread(
             target=self._stderr_loop, args=(proc.stdout,), name=f"runner-{self.model_id}-stderr", daemon=True
         )
         err_thread.start()
-        threading.Thread(
+        self._reader = threading.Thread(
             target=self._read_loop,
-            args=(proc, parent_sock, err_thread),
+            args=(proc, parent_sock, err_thread, reported),
             name=f"runner-{self.model_id}-reader",
             daemon=True,
-        ).start()
+        )
+        self._reader.start()
 
     def shutdown(self, timeout: float = 5.0) -> int | None:
         """Ask the runner to exit; kill it if it has not within ``timeout`` seconds.
@@ -275,7 +288,7 @@ class Runner:
             The exit status, or None if it was never started.
         """
         with self._lock:
-            proc, writer = self._proc, self._writer
+            proc, writer, reported = self._proc, self._writer, self._reported
             if proc is None:
                 return None
             self._stopping = True
@@ -290,20 +303,20 @@ class Runner:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            self._exited.wait(10.0)
+        self._wait_reported(reported, 10.0)
         return proc.returncode
 
     def kill(self) -> int | None:
         """End the runner at once with SIGKILL (counted as asked, not as a death)."""
         with self._lock:
-            proc = self._proc
+            proc, reported = self._proc, self._reported
             if proc is None:
                 return None
             self._stopping = True
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-        self._exited.wait(10.0)
+        self._wait_reported(reported, 10.0)
         return proc.returncode
 
     def __enter__(self) -> Runner:
@@ -478,7 +491,13 @@ class Runner:
         finally:
             pipe.close()
 
-    def _read_loop(self, proc: subprocess.Popen[bytes], sock: socket.socket, err_thread: threading.Thread) -> None:
+    def _read_loop(
+        self,
+        proc: subprocess.Popen[bytes],
+        sock: socket.socket,
+        err_thread: threading.Thread,
+        reported: threading.Event,
+    ) -> None:
         reader = FrameReader(sock)
         problem = None
         try:
@@ -501,7 +520,10 @@ class Runner:
             self._logger.exception("runner channel reader failed")
             problem = f"could not be read ({exc}) and was stopped"
         finally:
-            self._finish(proc, sock, reader, err_thread, problem)
+            try:
+                self._finish(proc, sock, reader, err_thread, problem)
+            finally:
+                reported.set()
 
     def _route(self, item: Message) -> None:
         rid = item.get("re")
