@@ -148,6 +148,7 @@ def write_tiny_llama(
     seed: int = 0,
     name: str = "tiny",
     chat_template: str | None = DEFAULT_CHAT_TEMPLATE,
+    ascii_output: bool = False,
 ) -> Path:
     """Write a small random-weight llama model that llama.cpp loads and runs.
 
@@ -166,6 +167,11 @@ def write_tiny_llama(
         seed: seed of the numpy generator drawing the weights.
         name: ``general.name``.
         chat_template: ``tokenizer.chat_template``; None to leave it out.
+        ascii_output: zero the output rows of every token except printable ASCII bytes and
+            ``▁``, so greedy decoding emits printable text one token at a time and never
+            end-of-sequence: a greedy generation streams piece by piece and runs to
+            ``max_tokens`` (random bytes would be held back by llama-cpp-python as
+            incomplete UTF-8). For manager and engine tests that need long, steady streams.
 
     Returns:
         The path written.
@@ -218,6 +224,11 @@ def write_tiny_llama(
             data = np.ones(shape, dtype=np.float32)
         else:
             data = (rng.standard_normal(shape, dtype=np.float32) * _WEIGHT_SCALE).astype(wtype)
+            if ascii_output and tname == "output.weight":
+                keep = np.zeros(len(tokens), dtype=bool)
+                keep[3 + 0x20:3 + 0x7F] = True  # printable ASCII byte tokens
+                keep[len(tokens) - 1] = True  # ▁
+                data[~keep] = 0
         writer.add_tensor(tname, data)
 
     try:
