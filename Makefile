@@ -10,9 +10,11 @@ setup:
 models: setup
 	@$(BIN)/orin-console models fetch-demo
 
-# Until the TUI lands this shows the catalog with each file's validated header facts.
+# Until the TUI lands this shows the catalog with each file's validated header facts and the
+# machine's live telemetry (jtop on a Jetson, NVML on a desktop GPU, psutil elsewhere).
 run: models
 	@$(BIN)/orin-console models list
+	@$(BIN)/orin-console telemetry
 
 test: models
 	@$(BIN)/python -m pytest -q
