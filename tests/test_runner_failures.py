@@ -219,3 +219,21 @@ def test_on_exit_may_restart_the_runner(tiny_model_path: Path) -> None:
     finally:
         r.shutdown()
     assert not r.alive
+
+
+def test_max_tokens_holds_when_text_is_held_back(tmp_path) -> None:
+    """Random bytes are held back by llama-cpp-python as incomplete UTF-8, which makes it skip
+    its own max_tokens check; the runner's hook still ends the generation for length."""
+    from orin_console.core.runner import GenerateRequest, Runner, tier_config
+    from orin_console.testing.tiny_models import write_tiny_llama
+
+    path = write_tiny_llama(tmp_path / "bytes.gguf", n_ctx=256, seed=3)
+    with Runner("bytes", tier_config("swap", str(path), n_ctx=256, n_threads=1)) as runner:
+        runner.start()
+        final = runner.complete(GenerateRequest(prompt="count", max_tokens=60, temperature=0.0))
+        assert final.stats is not None
+        assert final.stats.finish_reason == "length"
+        assert final.stats.tokens <= 60
+        # Asking for more than the context holds ends at the context, not in a decode error.
+        final = runner.complete(GenerateRequest(prompt="count", max_tokens=5000, temperature=0.0))
+        assert final.stats is not None and final.stats.finish_reason == "length"

@@ -58,6 +58,16 @@ class _Cancelled(Exception):
     """Raised from the token hook to stop a generation between two tokens."""
 
 
+class _LengthReached(Exception):
+    """Raised from the token hook when a generation must end for length.
+
+    llama-cpp-python checks ``max_tokens`` only once the text decodes as complete UTF-8, so a
+    model emitting a run of partial multi-byte sequences would otherwise sample on until the
+    context is full and ``llama_decode`` fails. The hook enforces ``max_tokens`` and the
+    context size itself.
+    """
+
+
 def _hosted_llama_class(llama_cpp: Any) -> Any:
     """Return a ``Llama`` subclass with a load-progress callback and a per-token hook.
 
@@ -171,6 +181,7 @@ class RunnerHost:
         self._keep: list[Any] = []  # ctypes callbacks must outlive their use
         self._t0 = self._first = self._last = 0.0
         self._ntok = self._prompt_tokens = 0
+        self._max_tokens = 0
         self._is_eog: Any = None
         self.token_delay = float(os.environ.get(TEST_TOKEN_DELAY_ENV, "0") or 0) if test_hooks else 0.0
 
@@ -270,6 +281,8 @@ class RunnerHost:
             time.sleep(self.token_delay)
         if self._cancel_upto >= self._gen_id:
             raise _Cancelled
+        if self._ntok >= self._max_tokens or int(llm.n_tokens) >= int(llm.n_ctx()):
+            raise _LengthReached
         now = time.perf_counter()
         if not self._first:
             self._first = now
@@ -399,6 +412,7 @@ class RunnerHost:
         self._t0 = time.perf_counter()
         self._first = self._last = 0.0
         self._ntok = self._prompt_tokens = 0
+        self._max_tokens = req.max_tokens
         kwargs: dict[str, Any] = {
             "max_tokens": req.max_tokens,
             "temperature": req.temperature,
@@ -431,6 +445,8 @@ class RunnerHost:
                     finish = choice["finish_reason"]
         except _Cancelled:
             finish = "cancelled"
+        except _LengthReached:
+            finish = "length"
         except ChannelClosed:
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. a prompt longer than the context
