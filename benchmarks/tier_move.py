@@ -30,6 +30,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--gap", type=float, default=0.5,
+                        help="seconds between moves (an operator's pace; the spare runner is replaced meanwhile)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--generate-layers", type=int, default=0,
                         help="instead of --model, generate an f16 llama model with this many 2048-wide "
@@ -51,28 +53,32 @@ def main() -> int:
             f'[[models]]\nid = "m"\npath = "{args.model.resolve()}"\ntasks = ["chat"]\ntier = "swap"\ncontext = 2048\n'
         )
         settings = load_settings(env={}, catalog_path=folder / "models.toml", state_dir=folder / "state")
-        moves: dict[str, list[float]] = {"swap->ram": [], "ram->swap": []}
-        with Manager(settings, n_threads=args.threads, watch_interval_s=0) as manager:
-            t0 = time.perf_counter()
-            manager.load("m", "swap").result()
-            first_load = time.perf_counter() - t0
-            # Touch the weights so the page cache is warm, as on a box that has been serving.
-            list(manager.generate("m", GenerateRequest(prompt="Hello", max_tokens=4, temperature=0)))
-            for _ in range(args.rounds):
-                for target, key in (("ram", "swap->ram"), ("swap", "ram->swap")):
-                    t0 = time.perf_counter()
-                    manager.move("m", target).result()
-                    seconds = time.perf_counter() - t0
-                    moves[key].append(seconds / size_gb)
-                    print(f"{key:10s} {seconds:6.3f} s  {seconds / size_gb:6.2f} s/GB")
-    result = {
-        "benchmark": "tier_move",
-        "model": args.model.name,
-        "model_gb": round(size_gb, 3),
-        "first_load_s": round(first_load, 3),
-        "median_s_per_gb": {k: round(statistics.median(v), 3) for k, v in moves.items()},
-        "median_s": {k: round(statistics.median(v) * size_gb, 3) for k, v in moves.items()},
-    }
+        runs = {}
+        for label, spare in (("cold start", False), ("warm spare", True)):
+            moves: dict[str, list[float]] = {"swap->ram": [], "ram->swap": []}
+            with Manager(settings, n_threads=args.threads, watch_interval_s=0, spare_runner=spare) as manager:
+                time.sleep(args.gap)
+                t0 = time.perf_counter()
+                manager.load("m", "swap").result()
+                first_load = time.perf_counter() - t0
+                # Touch the weights so the page cache is warm, as on a box that has been serving.
+                list(manager.generate("m", GenerateRequest(prompt="Hello", max_tokens=4, temperature=0)))
+                for _ in range(args.rounds):
+                    for target, key in (("ram", "swap->ram"), ("swap", "ram->swap")):
+                        time.sleep(args.gap)
+                        t0 = time.perf_counter()
+                        manager.move("m", target).result()
+                        seconds = time.perf_counter() - t0
+                        moves[key].append(seconds / size_gb)
+                        print(f"{label:10s} {key:10s} {seconds:6.3f} s  {seconds / size_gb:6.2f} s/GB")
+            runs[label] = (first_load, moves)
+    result: dict[str, object] = {"benchmark": "tier_move", "model": args.model.name, "model_gb": round(size_gb, 3)}
+    for label, (first_load, moves) in runs.items():
+        result[label.replace(" ", "_")] = {
+            "first_load_s": round(first_load, 3),
+            "median_s_per_gb": {k: round(statistics.median(v), 3) for k, v in moves.items()},
+            "median_s": {k: round(statistics.median(v) * size_gb, 3) for k, v in moves.items()},
+        }
     print(json.dumps(result))
     scratch.cleanup()
     return 0

@@ -44,7 +44,7 @@ from .model_events import (
     ModelStateChanged,
     TokenGenerated,
 )
-from .runner import Chunk, GenerateRequest, LoadResult, Runner, RunnerDied, tier_config
+from .runner import Chunk, GenerateRequest, LoadResult, Runner, RunnerDied, SpareRunners, tier_config
 from .settings import Settings
 from .slot import ManagedStream, Slot
 from .telemetry.process import ProcessGone, measure_process
@@ -88,6 +88,8 @@ class Manager:
         queue_limit: generations that may wait per model before "busy".
         watch_interval_s: how often the catalog file is checked for edits (0: never).
         gpu_offload: whether the llama.cpp build offloads to a GPU; None asks it once.
+        spare_runner: keep one warm runner process (llama_cpp imported, no model, ~40 MB) so
+            loads and tier moves skip the Python start and import.
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class Manager:
         queue_limit: int = 4,
         watch_interval_s: float = 1.0,
         gpu_offload: bool | None = None,
+        spare_runner: bool = True,
     ) -> None:
         self.settings = settings
         self.bus = bus or EventBus()
@@ -120,6 +123,7 @@ class Manager:
         self._slots: dict[str, Slot] = {}
         self._verified: dict[tuple[str, int, int], str] = {}
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="orin-load")
+        self._spares = SpareRunners(sys.executable, (), self._runner_env) if spare_runner else None
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._closed = False
@@ -148,6 +152,8 @@ class Manager:
                 runner.cancel()
                 runner.shutdown(timeout=timeout / 2)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._spares is not None:
+            self._spares.close()
         if self._watcher is not None:
             self._watcher.join(timeout)
         try:
@@ -402,7 +408,7 @@ class Manager:
             with slot.exclusive():
                 old.shutdown()
             old = None
-        runner = Runner(mid, config, env=self._runner_env,
+        runner = Runner(mid, config, env=self._runner_env, spares=self._spares,
                         on_exit=lambda r, died: self._on_runner_exit(slot, r, died))
 
         def progress(fraction: float) -> None:

@@ -27,6 +27,7 @@ from .messages import (
     RunnerHealth,
     RunnerLoadError,
 )
+from .spares import SpareRunners
 from .tiers import CPU_ONLY_NOTE, OOM_SCORE_ADJ, RunnerConfig, memlock_fix, tier_config
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "RunnerError",
     "RunnerHealth",
     "RunnerLoadError",
+    "SpareRunners",
     "describe_exit",
     "memlock_fix",
     "pick_tail",

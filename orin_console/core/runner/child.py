@@ -304,6 +304,8 @@ class RunnerHost:
                     self._reply(rid, {"pid": os.getpid()})
                     return 0
                 if op == "load":
+                    if isinstance(msg.get("model_id"), str):
+                        self.model_id = msg["model_id"]  # a spare learns whose model it hosts
                     self._load(rid, msg.get("config") or {})
                 else:
                     self._generate(rid, msg.get("request") or {})
@@ -472,8 +474,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="orin_console.core.runner.child")
     parser.add_argument("--fd", type=int, required=True, help="this end of the socketpair")
     parser.add_argument("--model-id", required=True)
+    parser.add_argument("--preload", action="store_true",
+                        help="import llama_cpp now (a spare runner waiting for its model)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the console decides when a runner ends
+    if args.preload:
+        import llama_cpp  # noqa: F401 - warm: the later load skips the import
     sock = socket.socket(fileno=args.fd)
     host = RunnerHost(sock, args.model_id, test_hooks=os.environ.get(TEST_HOOKS_ENV) == "1")
     code = host.serve()

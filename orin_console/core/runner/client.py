@@ -27,7 +27,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import IO, Any
 
 from .exits import describe_exit, is_notable, log_level_of, pick_tail
@@ -44,14 +43,13 @@ from .messages import (
     RunnerLoadError,
 )
 from .protocol import ChannelClosed, FrameError, FrameReader, FrameWriter, Message
+from .spares import SpareRunners, launch_child
 from .tiers import RunnerConfig, child_oom_score_adj
 
 ProgressCallback = Callable[[float], None]
 ExitCallback = Callable[["Runner", RunnerDied | None], None]
 
-_CHILD_MODULE = "orin_console.core.runner.child"
 _START_MARK = "--- runner started:"
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
 # The runner's output belongs in the console's log, never on the terminal: without this, an
 # application that configured no logging would get WARNING+ lines from logging's last resort.
 logging.getLogger("orin_console.runner").addHandler(logging.NullHandler())
@@ -92,6 +90,7 @@ class Runner:
             and keep file descriptors open.
         python: the interpreter that runs the runner (default: this one).
         log_lines: how many recent output lines to keep.
+        spares: a pool of warm runner processes to start from (faster loads and moves).
     """
 
     cancel_grace_s = 2.0
@@ -107,6 +106,7 @@ class Runner:
         launcher: Sequence[str] = (),
         python: str | None = None,
         log_lines: int = 200,
+        spares: SpareRunners | None = None,
     ) -> None:
         self.model_id = model_id
         self.config = config
@@ -114,6 +114,7 @@ class Runner:
         self._env = dict(env or {})
         self._launcher = list(launcher)
         self._python = python or sys.executable
+        self._spares = spares
         self._log: deque[str] = deque(maxlen=log_lines)
         self._logger = logging.getLogger(f"orin_console.runner.{model_id}")
         self._lock = threading.Lock()
@@ -212,7 +213,8 @@ class Runner:
         wire = self.config.to_wire()
         wire["oom_score_adj"] = child_oom_score_adj(self.config.oom_score_adj, _console_oom_score_adj())
         try:
-            reply = self._call("load", {"config": wire}, timeout=timeout, progress=progress)
+            reply = self._call("load", {"config": wire, "model_id": self.model_id},
+                               timeout=timeout, progress=progress)
         except RunnerDied:
             raise
         except RunnerError:
@@ -232,29 +234,12 @@ class Runner:
 
     def _spawn(self) -> None:
         """Start a process; the caller holds the lock and has checked none is running."""
-        parent_sock, child_sock = socket.socketpair()
-        env = os.environ.copy()
-        env.update(self._env)
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
-        fd = child_sock.fileno()
-        cmd = [*self._launcher, self._python, "-m", _CHILD_MODULE, "--fd", str(fd), "--model-id", self.model_id]
-        try:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                pass_fds=(fd,),
-                close_fds=True,
-                start_new_session=True,  # terminal signals (Ctrl-C) are the console's to handle
-                env=env,
-            )
-        except OSError as exc:
-            parent_sock.close()
-            raise RunnerError(self.model_id, f"could not start a runner for `{self.model_id}`: {exc}") from exc
-        finally:
-            child_sock.close()
+        launched = None
+        if self._spares is not None and self._spares.matches(self._python, self._launcher, self._env):
+            launched = self._spares.take()
+        if launched is None:
+            launched = launch_child(self._python, self._launcher, self._env, self.model_id)
+        proc, parent_sock = launched
         self._proc = proc
         self._writer = FrameWriter(parent_sock)
         self._pending = {}
