@@ -141,7 +141,7 @@ class Engine:
             OrinError: the model could not be loaded, or its runner failed.
         """
         return self.stream_quick(prompt, mode=mode, model=model, preferred=preferred, params=params,
-                                 as_chat=as_chat, _stream=False, **fields).collect()
+                                 as_chat=as_chat, incremental=False, **fields).collect()
 
     def chat(self, messages: Sequence[Mapping[str, str]], *, mode: Mode = "auto",
              model: str | None = None, preferred: str | None = None,
@@ -151,26 +151,27 @@ class Engine:
         Arguments and errors as :meth:`quick`.
         """
         return self.stream_chat(messages, mode=mode, model=model, preferred=preferred,
-                                params=params, _stream=False, **fields).collect()
+                                params=params, incremental=False, **fields).collect()
 
     def stream_quick(self, prompt: str, *, mode: Mode = "auto", model: str | None = None,
                      preferred: str | None = None, params: GenerationParams | None = None,
-                     as_chat: bool | None = None, _stream: bool = True, **fields: Any) -> EngineStream:
+                     as_chat: bool | None = None, incremental: bool = True, **fields: Any) -> EngineStream:
         """Like :meth:`quick`, streamed: iterate the returned stream for text pieces.
 
         The model is chosen now (``stream.selection``); loading and generation start on the
-        first iteration.
+        first iteration. With ``incremental=False`` the runner sends the whole text as one
+        piece at the end (less traffic when nobody watches the tokens arrive).
         """
         started = time.perf_counter()
         checked = GenerationParams.build(params, **fields)
         text = check_prompt(prompt)
         route = self.route(detect_task(text), mode, model, preferred)
         return EngineStream(self, route, checked, prompt=text, messages=None, as_chat=as_chat,
-                            stream=_stream, started=started)
+                            stream=incremental, started=started)
 
     def stream_chat(self, messages: Sequence[Mapping[str, str]], *, mode: Mode = "auto",
                     model: str | None = None, preferred: str | None = None,
-                    params: GenerationParams | None = None, _stream: bool = True,
+                    params: GenerationParams | None = None, incremental: bool = True,
                     **fields: Any) -> EngineStream:
         """Like :meth:`chat`, streamed."""
         started = time.perf_counter()
@@ -178,7 +179,7 @@ class Engine:
         msgs = check_messages(messages)
         route = self.route(detect_chat_task(msgs), mode, model, preferred)
         return EngineStream(self, route, checked, prompt=None, messages=msgs, as_chat=True,
-                            stream=_stream, started=started)
+                            stream=incremental, started=started)
 
     # -- public: batches ------------------------------------------------------------------
 
@@ -194,14 +195,14 @@ class Engine:
             ParameterError: the batch itself or a shared parameter is invalid.
         """
         stream = self.stream_batch(items, mode=mode, model=model, preferred=preferred,
-                                   params=params, _stream=False, **fields)
+                                   params=params, incremental=False, **fields)
         for _ in stream:
             pass
         return stream.results
 
     def stream_batch(self, items: Sequence[str | Sequence[Mapping[str, str]]], *,
                      mode: Mode = "auto", model: str | None = None, preferred: str | None = None,
-                     params: GenerationParams | None = None, _stream: bool = True,
+                     params: GenerationParams | None = None, incremental: bool = True,
                      **fields: Any) -> BatchStream:
         """Like :meth:`batch`, streamed: iterate for :class:`BatchPiece` s."""
         checked = GenerationParams.build(params, **fields)
@@ -210,7 +211,7 @@ class Engine:
             raise ParameterError("prompts", items if not isinstance(items, Sequence) else
                                  f"{len(items)} items", f"a list of 1 to {MAX_BATCH} prompts")
         return BatchStream(self, list(items), dict(mode=mode, model=model, preferred=preferred,
-                                                   params=checked), _stream)
+                                                   params=checked), incremental)
 
     # -- routing --------------------------------------------------------------------------
 
@@ -307,7 +308,9 @@ class EngineStream(Iterator[str]):
     load (if needed) and the generation start on the first iteration, which may wait in the
     model's queue. :meth:`cancel` (from any thread) stops the generation within one token;
     the stream then ends with ``finish_reason == "cancelled"``. Closing the stream (or
-    leaving its ``with`` block) cancels whatever is still running.
+    leaving its ``with`` block) cancels whatever is still running. A ``KeyboardInterrupt``
+    while waiting for a token cancels the generation too; iterating on collects the rest and
+    the result.
     """
 
     def __init__(self, engine: Engine, route: Route, params: GenerationParams, *,
@@ -385,6 +388,9 @@ class EngineStream(Iterator[str]):
         except StopIteration:
             self._finished = True
             raise EngineError(f"the generation on `{self.model_id}` ended without its final report") from None
+        except KeyboardInterrupt:
+            managed.cancel()  # the caller may read on: the stream ends "cancelled" within a token
+            raise
         except BaseException:
             self._finished = True
             raise
@@ -551,8 +557,8 @@ class BatchStream(Iterator[BatchPiece]):
     def _open(self, item: Any) -> EngineStream:
         engine = self._engine
         if isinstance(item, str):
-            return engine.stream_quick(item, _stream=self._stream, **self._options)
-        return engine.stream_chat(item, _stream=self._stream, **self._options)
+            return engine.stream_quick(item, incremental=self._stream, **self._options)
+        return engine.stream_chat(item, incremental=self._stream, **self._options)
 
     def _fail(self, exc: BaseException, model_id: str | None) -> BatchPiece:
         failure = BatchFailure(self._index, str(exc), type(exc).__name__, model_id)
