@@ -20,13 +20,13 @@ def facts(mid: str, demand: float, tier: str = "disk", size: int = 60 * MB, **kw
 
 
 def test_demand_fills_ram_then_swap_then_disk() -> None:
-    plan = compute_plan([facts("a", 5), facts("b", 9), facts("c", 2), facts("d", 0.5)], BUDGETS, now=0)
+    plan = compute_plan([facts("a", 5), facts("b", 9), facts("c", 2), facts("d", 0.4)], BUDGETS, now=0)
     assert dict(plan.placements) == {"a": "swap", "b": "ram", "c": "disk", "d": "disk"}
     assert plan.used == {"ram": 60 * MB, "swap": 60 * MB} and plan.fits == {"ram": True, "swap": True}
     assert "fits ram" in plan.reasons["b"]
     assert "no room in ram: needs 60.0 MB, 40.0 MB free (held by b)" in plan.reasons["a"]
     assert "nothing fits" in plan.reasons["c"] and "held by a" in plan.reasons["c"]
-    assert "1 needed to be loaded" in plan.reasons["d"]
+    assert plan.reasons["d"] == "0.40 recent requests (decayed); 0.5 needed to be loaded"
     assert [(m.kind, m.model_id) for m in plan.moves] == [("load", "a"), ("load", "b")]
 
 
@@ -59,8 +59,8 @@ def test_unreadable_model_stays_on_disk() -> None:
 
 
 def test_two_thresholds_keep_a_loaded_model_until_it_fades() -> None:
-    assert compute_plan([facts("a", 0.5, tier="ram")], BUDGETS, now=0).placements["a"] == "ram"
-    assert compute_plan([facts("a", 0.5)], BUDGETS, now=0).placements["a"] == "disk"
+    assert compute_plan([facts("a", 0.3, tier="ram")], BUDGETS, now=0).placements["a"] == "ram"
+    assert compute_plan([facts("a", 0.3)], BUDGETS, now=0).placements["a"] == "disk"
     gone = compute_plan([facts("a", 0.1, tier="ram")], BUDGETS, now=0)
     assert gone.placements["a"] == "disk" and gone.moves[0].kind == "unload"
     assert "0.25 needed to stay loaded" in gone.reasons["a"]

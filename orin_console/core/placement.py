@@ -47,14 +47,16 @@ class PlanPolicy:
     """The knobs of the plan.
 
     Attributes:
-        load_min: decayed requests a model needs to be given a loaded tier.
-        keep_min: a loaded model keeps a loaded tier down to this many.
+        load_min: decayed requests a model needs to be given a loaded tier (0.5: one
+            request within the last half-life of the usage tracker, an hour by default).
+        keep_min: a loaded model keeps a loaded tier down to this many (0.25: until its one
+            request is two half-lives old).
         margin_ratio: an incumbent's demand counts this fraction more for its own tier...
         margin_abs: ...plus this many requests.
         min_dwell_s: a placement younger than this (seconds) is kept while it fits.
     """
 
-    load_min: float = 1.0
+    load_min: float = 0.5
     keep_min: float = 0.25
     margin_ratio: float = 0.25
     margin_abs: float = 1.0
@@ -277,7 +279,7 @@ def compute_plan(models: Sequence[ModelFacts], budgets: Budgets, *, previous: Pl
             else:
                 placed[mid] = "disk"
                 verb = "stay loaded" if facts.tier in LOADED else "be loaded"
-                reasons[mid] = (f"used {_fmt(facts.demand)} recently (decayed); {threshold:g} "
+                reasons[mid] = (f"{_fmt(facts.demand)} recent requests (decayed); {threshold:g} "
                                 f"needed to {verb}")
 
     misses: dict[str, list[str]] = {}
@@ -295,7 +297,7 @@ def compute_plan(models: Sequence[ModelFacts], budgets: Budgets, *, previous: Pl
         candidates = rest
     for facts in candidates:
         placed[facts.model_id] = "disk"
-        reasons[facts.model_id] = f"used {_fmt(facts.demand)} recently, but nothing fits"
+        reasons[facts.model_id] = f"{_fmt(facts.demand)} recent requests, but nothing fits"
     for mid, missed in misses.items():
         reasons[mid] = "; ".join([reasons[mid], *missed])
 
@@ -314,7 +316,7 @@ def compute_plan(models: Sequence[ModelFacts], budgets: Budgets, *, previous: Pl
 
 
 def _why(facts: ModelFacts, tier: str, fill: _Fill, settling: bool, policy: PlanPolicy) -> str:
-    used = f"used {_fmt(facts.demand)} recently"
+    used = f"{_fmt(facts.demand)} recent requests"
     size = format_size(facts.sizes[tier])
     if settling:
         return f"{used}; placed here less than {policy.min_dwell_s / 60:g} min ago, so it stays ({size})"
