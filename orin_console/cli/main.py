@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Subcommand modules added by later work register themselves through this list.
-_OPTIONAL_COMMANDS: tuple[str, ...] = ("telemetry",)
+_OPTIONAL_COMMANDS: tuple[str, ...] = ("telemetry", "run", "plan")
 
 
 def _import_optional(name: str):  # type: ignore[no-untyped-def]

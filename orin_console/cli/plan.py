@@ -1,0 +1,38 @@
+"""``orin-console plan``: the usage-based placement plan (which models belong in which tier).
+
+The plan is computed from the usage recorded by earlier runs (kept in the state folder), the
+catalog's pins and the budgets. A one-shot command holds no models, so its moves start from
+an empty machine; a running console shows (and, with auto-optimise on, applies) the same plan
+against what it has loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from orin_console.core.manager import Manager
+from orin_console.core.optimiser import plan_for
+
+from .main import Context
+
+
+def register(sub: Any) -> None:
+    """Add the ``plan`` command."""
+    p = sub.add_parser("plan", help="the usage-based placement plan: which models belong in ram, swap, disk")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_plan)
+
+
+def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
+    """Print the plan (nothing is loaded or moved)."""
+    with Manager(ctx.settings, watch_interval_s=0) as manager:
+        plan = plan_for(manager)
+    if args.json:
+        ctx.console.print_json(json.dumps(plan.to_dict()))
+        return 0
+    ctx.console.print(plan.explain(), markup=False, highlight=False, soft_wrap=True)
+    ctx.err.print("(nothing was loaded or moved: a running console applies the plan when "
+                  "auto-optimise is on)", markup=False, soft_wrap=True)
+    return 0
