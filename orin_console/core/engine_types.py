@@ -272,3 +272,19 @@ class BatchFailure:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""
         return {"index": self.index, "error": self.error, "kind": self.kind, "model": self.model_id}
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request goes.
+
+    Attributes:
+        selection: the decision and its explanation.
+        load_tier: the tier the model is loaded into first; None when it is loaded (or
+            loading) already.
+        notes: plain sentences that qualify the decision (a fallback, for instance).
+    """
+
+    selection: Selection
+    load_tier: str | None = None
+    notes: tuple[str, ...] = ()
