@@ -281,3 +281,52 @@ def test_auto_optimiser_is_off_by_default_and_applies_when_on(live: Manager) -> 
     assert live.model_status("beta").tier == "ram"
     assert optimiser.last_outcomes and optimiser.last_outcomes[0].ok
     assert within_budgets(live)
+
+
+# -- predictive preloading -----------------------------------------------------------------
+
+from orin_console.core.preload import Preloader, Successors  # noqa: E402
+
+
+def test_successors_predict_only_a_clear_habit() -> None:
+    clock = Clock()
+    seen = Successors(half_life_s=3600, clock=clock)
+    for mid in ["a", "b"] * 3:
+        seen.observe(mid)
+    assert seen.predict("a") == ("b", 1.0)
+    assert seen.predict("a", min_count=4) is None  # seen only three times
+    for mid in ["a", "a", "a", "a"]:
+        seen.observe(mid)  # "a" now mostly follows itself
+    assert seen.predict("a") is None
+    assert seen.predict("zzz") is None
+    assert seen.predict("b") == ("a", 1.0)
+    clock.now += 3600 * 2  # two half-lives: three transitions count 0.75
+    assert seen.predict("b") is None and seen.predict("b", min_count=0.7) == ("a", 1.0)
+
+
+def test_preloader_warms_the_usual_successor(live: Manager) -> None:
+    request = GenerateRequest(prompt="hi", max_tokens=2, temperature=0)
+    preloader = Preloader(live, min_count=2)
+    for _ in range(2):
+        for mid in ("alpha", "beta"):
+            list(live.generate(mid, request))
+            preloader.after(mid)
+        live.unload("beta").result(30)
+    list(live.generate("alpha", request))
+    assert live.model_status("beta").state == ModelState.UNLOADED
+    assert preloader.after("alpha") == "beta"
+    assert live.load("beta", "swap").result(60).tier == "swap"  # joins the preload
+    assert preloader.preloaded == [("alpha", "beta")]
+    assert preloader.after("beta") is None  # alpha is loaded already
+    with Preloader(live) as watching:  # wired to the bus
+        list(live.generate("alpha", request))
+        list(live.generate("beta", request))
+        deadline = time.monotonic() + 5
+        while watching.successors.predict("alpha", min_count=1) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert watching.successors.predict("alpha", min_count=1) == ("beta", 1.0)
+    tight = Budgets(ram=80 * MB, swap=60 * MB, max_model=7 * 2**30, reserve=0)
+    live.unload("beta").result(30)
+    live.load("gamma", "swap").result(60)
+    live.budgets = tight  # swap is now full: a preload never makes room
+    assert preloader.after("alpha") is None and live.model_status("beta").state == ModelState.UNLOADED

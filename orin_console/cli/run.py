@@ -28,7 +28,7 @@ from orin_console.core.manager import Manager
 from orin_console.core.manager_types import ModelBusy, ModelUnavailable
 from orin_console.core.model_events import LoadProgress
 from orin_console.core.runner import RunnerError
-from orin_console.core.selection import MODES
+from orin_console.core.selection import MODES, Mode
 
 from .main import Context
 
@@ -106,7 +106,7 @@ def _params(args: argparse.Namespace) -> GenerationParams:
 
 def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     """Route the prompt, stream the answer, print the closing line; see the module docstring."""
-    mode = args.mode or ("manual" if args.model else "auto")
+    mode: Mode = args.mode or ("manual" if args.model else "auto")
     if mode == "auto" and args.model:
         raise EngineError("--model needs --mode manual or hybrid (auto picks the model itself)")
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
