@@ -16,6 +16,7 @@ NO_HYSTERESIS = PlanPolicy(margin_ratio=0, margin_abs=0, min_dwell_s=0)
 
 
 def facts(mid: str, demand: float, tier: str = "disk", size: int = 60 * MB, **kw: object) -> ModelFacts:
+    kw.setdefault("preferred", "ram")
     return ModelFacts(mid, tier=tier, demand=demand, sizes={"ram": size, "swap": size}, **kw)  # type: ignore[arg-type]
 
 
@@ -28,6 +29,15 @@ def test_demand_fills_ram_then_swap_then_disk() -> None:
     assert "nothing fits" in plan.reasons["c"] and "held by a" in plan.reasons["c"]
     assert plan.reasons["d"] == "0.40 recent requests (decayed); 0.5 needed to be loaded"
     assert [(m.kind, m.model_id) for m in plan.moves] == [("load", "a"), ("load", "b")]
+
+
+def test_catalog_tier_caps_the_placement() -> None:
+    models = [facts("gpu", 1), facts("cpu", 9, preferred="swap"), facts("lazy", 5, preferred="disk")]
+    plan = compute_plan(models, Budgets(ram=100 * MB, swap=200 * MB, max_model=2**30, reserve=0), now=0)
+    assert dict(plan.placements) == {"gpu": "ram", "cpu": "swap", "lazy": "swap"}
+    free = compute_plan(models, Budgets(ram=100 * MB, swap=200 * MB, max_model=2**30, reserve=0),
+                        policy=PlanPolicy(ram_needs_preference=False), now=0)
+    assert dict(free.placements) == {"gpu": "swap", "cpu": "ram", "lazy": "swap"}
 
 
 def test_small_models_share_ram_and_big_ones_go_to_swap() -> None:
@@ -170,7 +180,7 @@ from orin_console.testing.tiny_models import write_tiny_llama  # noqa: E402
 
 CATALOG = "".join(
     f'[[models]]\nid = "{mid}"\npath = "{mid}.gguf"\ntasks = ["chat"]\ntier = "{tier}"\ncontext = 512\n{extra}\n'
-    for mid, tier, extra in (("alpha", "ram", ""), ("beta", "swap", ""), ("gamma", "swap", ""),
+    for mid, tier, extra in (("alpha", "ram", ""), ("beta", "ram", ""), ("gamma", "ram", ""),
                              ("pinned", "swap", "pin = true"))
 )
 LIVE_BUDGETS = Budgets(ram=80 * MB, swap=130 * MB, max_model=7 * 2**30, reserve=0)
@@ -306,6 +316,7 @@ def test_successors_predict_only_a_clear_habit() -> None:
 
 def test_preloader_warms_the_usual_successor(live: Manager) -> None:
     request = GenerateRequest(prompt="hi", max_tokens=2, temperature=0)
+    live.budgets = Budgets(ram=200 * MB, swap=200 * MB, max_model=7 * 2**30, reserve=0)
     preloader = Preloader(live, min_count=2)
     for _ in range(2):
         for mid in ("alpha", "beta"):
@@ -315,7 +326,7 @@ def test_preloader_warms_the_usual_successor(live: Manager) -> None:
     list(live.generate("alpha", request))
     assert live.model_status("beta").state == ModelState.UNLOADED
     assert preloader.after("alpha") == "beta"
-    assert live.load("beta", "swap").result(60).tier == "swap"  # joins the preload
+    assert live.load("beta", "ram").result(60).tier == "ram"  # joins the preload
     assert preloader.preloaded == [("alpha", "beta")]
     assert preloader.after("beta") is None  # alpha is loaded already
     with Preloader(live) as watching:  # wired to the bus
@@ -325,8 +336,6 @@ def test_preloader_warms_the_usual_successor(live: Manager) -> None:
         while watching.successors.predict("alpha", min_count=1) is None and time.monotonic() < deadline:
             time.sleep(0.02)
         assert watching.successors.predict("alpha", min_count=1) == ("beta", 1.0)
-    tight = Budgets(ram=80 * MB, swap=60 * MB, max_model=7 * 2**30, reserve=0)
     live.unload("beta").result(30)
-    live.load("gamma", "swap").result(60)
-    live.budgets = tight  # swap is now full: a preload never makes room
+    live.budgets = LIVE_BUDGETS  # alpha fills the RAM tier: a preload never makes room
     assert preloader.after("alpha") is None and live.model_status("beta").state == ModelState.UNLOADED

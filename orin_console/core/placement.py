@@ -13,8 +13,9 @@ The algorithm (``docs/engine.md`` has the worked example):
 3. A model **earns a loaded tier** with at least ``load_min`` decayed requests; a model that
    is loaded now keeps it down to ``keep_min`` (two thresholds, so a model at the edge does
    not load and unload on alternate rounds).
-4. **RAM** goes to the eligible models in order of demand, greedily while they fit the RAM
-   budget; **swap** the same way to the rest; the others go to disk.
+4. **RAM** goes to the eligible models whose catalog tier is ``ram``, in order of demand,
+   greedily while they fit the RAM budget; **swap** the same way to the rest (a ``swap`` or
+   ``disk`` catalog tier means swap at most); the others go to disk.
 5. **Hysteresis.** A model that holds a tier now (the incumbent) competes for it with its
    demand raised by ``margin_ratio`` and ``margin_abs``, so a challenger displaces it only
    when clearly more used; and a placement younger than ``min_dwell_s`` (carried from the
@@ -54,6 +55,9 @@ class PlanPolicy:
         margin_ratio: an incumbent's demand counts this fraction more for its own tier...
         margin_abs: ...plus this many requests.
         min_dwell_s: a placement younger than this (seconds) is kept while it fits.
+        ram_needs_preference: only models whose catalog tier is ``ram`` are placed in RAM
+            (the GPU-backed, locked tier); the others are placed in swap at most. False lets
+            usage promote any model into RAM.
     """
 
     load_min: float = 0.5
@@ -61,6 +65,7 @@ class PlanPolicy:
     margin_ratio: float = 0.25
     margin_abs: float = 1.0
     min_dwell_s: float = 600.0
+    ram_needs_preference: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.keep_min <= self.load_min:
@@ -286,7 +291,9 @@ def compute_plan(models: Sequence[ModelFacts], budgets: Budgets, *, previous: Pl
     for tier, incumbents in (("ram", ("ram",)), ("swap", LOADED)):
         rest: list[ModelFacts] = []
         for facts in sorted(candidates, key=lambda f: key(f, tier, incumbents)):
-            if fill.fits(facts, tier):
+            if tier == "ram" and policy.ram_needs_preference and facts.preferred != "ram":
+                rest.append(facts)  # its catalog tier is swap (or disk): swap at most
+            elif fill.fits(facts, tier):
                 fill.take(facts, tier)
                 placed[facts.model_id] = tier
                 reasons[facts.model_id] = _why(facts, tier, fill, settling(facts, tier), policy)

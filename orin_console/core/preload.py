@@ -46,7 +46,7 @@ class Successors:
         self._last: str | None = None
 
     def _decayed(self, count: float, at: float, now: float) -> float:
-        return count * 0.5 ** (max(0.0, now - at) / self.half_life_s)
+        return float(count * 0.5 ** (max(0.0, now - at) / self.half_life_s))
 
     def observe(self, model_id: str) -> None:
         """Record that ``model_id`` served a request (after whatever served the last one)."""
