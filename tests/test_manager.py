@@ -200,7 +200,8 @@ def test_admission_refusal_is_itemised_and_plan_agrees(workdir: Path) -> None:
         assert "cannot load `beta` into the RAM tier" in text and "weights" in text and "KV" in text
         assert "moving `alpha`" in text and "to swap would" in text
         assert text == plan.explain()
-        assert manager.model_status("beta").state == ModelState.FAILED
+        refused = manager.model_status("beta")
+        assert refused.state == ModelState.UNLOADED and refused.error == text  # nothing started
         # Following the suggestion makes it fit.
         manager.move("alpha", "swap").result(60)
         assert manager.plan("beta", "ram").ok
@@ -298,6 +299,14 @@ def test_pin_and_events(manager: Manager, workdir: Path) -> None:
     assert "pin = true" in (workdir / "models.toml").read_text()
     assert (workdir / "models.toml").read_text().startswith("# test catalog")
     assert manager.pin("beta", False).pin is False
+
+
+def test_disk_tier_model_loads_into_swap_when_asked(workdir: Path) -> None:
+    (workdir / "models.toml").write_text(CATALOG.replace('tier = "swap"', 'tier = "disk"'))
+    with make_manager(workdir) as manager:
+        assert manager.model_status("beta").preferred_tier == "disk"
+        assert text_of(manager.generate("beta", greedy()))
+        assert manager.model_status("beta").tier == "swap"
 
 
 def test_usage_survives_restart(workdir: Path) -> None:

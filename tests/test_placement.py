@@ -339,3 +339,17 @@ def test_preloader_warms_the_usual_successor(live: Manager) -> None:
     live.unload("beta").result(30)
     live.budgets = LIVE_BUDGETS  # alpha fills the RAM tier: a preload never makes room
     assert preloader.after("alpha") is None and live.model_status("beta").state == ModelState.UNLOADED
+
+
+def test_auto_optimiser_follows_the_settings(tmp_path) -> None:
+    from orin_console.core.optimiser import AutoOptimiser
+    from orin_console.core.settings import load_settings
+
+    class _Stub:  # AutoOptimiser only keeps the manager until it runs
+        pass
+
+    off = AutoOptimiser.from_settings(_Stub(), load_settings(env={}))  # type: ignore[arg-type]
+    assert off.enabled is False and off.interval_s == 300.0
+    on = AutoOptimiser.from_settings(  # type: ignore[arg-type]
+        _Stub(), load_settings(env={"ORIN_AUTO_OPTIMISE": "1", "ORIN_AUTO_OPTIMISE_INTERVAL_S": "60"}))
+    assert on.enabled is True and on.interval_s == 60.0

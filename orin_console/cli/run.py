@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     params = _params(args)  # bad parameters fail before anything starts
     streamed = not (args.no_stream or args.json)
     with Manager(ctx.settings, watch_interval_s=0) as manager:
-        engine = Engine(manager)
+        engine = Engine(manager, on_cold=ctx.settings.on_cold)
         stream = engine.stream_quick(
             prompt, mode=mode, model=args.model if mode == "manual" else None,
             preferred=args.model if mode == "hybrid" else None, params=params,

@@ -27,7 +27,16 @@ from pathlib import Path
 
 import psutil
 
-from .admission import AdmissionRequest, Budgets, Decision, MachineMemory, Resident, admit, plan_load
+from .admission import (
+    AdmissionRefused,
+    AdmissionRequest,
+    Budgets,
+    Decision,
+    MachineMemory,
+    Resident,
+    admit,
+    plan_load,
+)
 from .catalog import Catalog, CatalogStore
 from .errors import CatalogError, OrinError
 from .events import EventBus
@@ -300,7 +309,7 @@ class Manager:
         Nothing is loaded or changed. ``tier`` defaults to the catalog's preferred tier.
         """
         slot = self._slot(model_id)
-        tier = tier or slot.entry.tier
+        tier = tier or self._load_tier(slot)
         if tier == "disk":
             return plan_load(AdmissionRequest(model_id, _EMPTY_PREDICTION, "disk"),
                              self._residents(), self.budgets, self._machine_memory())
@@ -324,7 +333,7 @@ class Manager:
         file, load failure) with its reason.
         """
         slot = self._slot(model_id)
-        tier = tier or slot.entry.tier
+        tier = tier or self._load_tier(slot)
         self._check_tier(tier)
         if tier == "disk":
             return self.unload(model_id)
@@ -342,6 +351,12 @@ class Manager:
             slot.op_target = tier
             slot.op = self._pool.submit(self._do_load, slot, tier)
             return slot.op
+
+    @staticmethod
+    def _load_tier(slot: Slot) -> str:
+        """Where a load without a named tier goes: the preferred tier, or swap for a model
+        whose catalog tier is ``disk`` (kept unloaded unless asked for)."""
+        return slot.entry.tier if slot.entry.tier in LOADED_TIERS else "swap"
 
     def move(self, model_id: str, tier: str) -> Future[ModelStatus]:
         """Move a model to another tier (``disk`` unloads it); same as :meth:`load`."""
@@ -395,6 +410,9 @@ class Manager:
             self._verify_checksum(slot, path)
             decision = admit(AdmissionRequest(mid, prediction, tier), self._residents(),
                              self.budgets, self._machine_memory())
+        except AdmissionRefused as exc:
+            self._refused(slot, exc)
+            raise
         except OrinError as exc:
             self._fail(slot, exc, keep_running=moving)
             raise
@@ -466,6 +484,13 @@ class Manager:
             else:
                 slot.state = ModelState.READY
         self.bus.publish(ManagerError(message=message, model_id=slot.entry.id))
+        self._publish_state(slot)
+
+    def _refused(self, slot: Slot, exc: AdmissionRefused) -> None:
+        """Admission said no: nothing was started, so the model stays as it was."""
+        with slot.lock:
+            slot.error = str(exc)
+        self.bus.publish(ManagerError(message=str(exc), model_id=slot.entry.id))
         self._publish_state(slot)
 
     def _on_runner_exit(self, slot: Slot, runner: Runner, died: RunnerDied | None) -> None:

@@ -33,6 +33,7 @@ from .placement import LOADED, ModelFacts, Move, Plan, PlanPolicy, compute_plan
 
 if TYPE_CHECKING:
     from .manager import Manager
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,11 @@ class AutoOptimiser:
         self._thread: threading.Thread | None = None
         self.latest: Plan | None = None
         self.last_outcomes: tuple[MoveOutcome, ...] = ()
+
+    @classmethod
+    def from_settings(cls, manager: Manager, settings: Settings) -> AutoOptimiser:
+        """The optimiser as the settings ask (``auto_optimise``, ``auto_optimise_interval_s``)."""
+        return cls(manager, interval_s=settings.auto_optimise_interval_s, enabled=settings.auto_optimise)
 
     def run_once(self) -> tuple[Plan, list[MoveOutcome]]:
         """One round: compute the plan, publish it if it changed, apply it if enabled."""

@@ -115,6 +115,27 @@ class Settings(BaseSettings):
         description="Samples kept for sparklines (default 300: five minutes at 1 Hz).",
     )
 
+    on_cold: Literal["load", "resident"] = Field(
+        "load",
+        description="When auto selection picks a model that is not loaded: load it (through "
+        "admission control), or answer with the best model already resident.",
+    )
+    auto_optimise: bool = Field(
+        False,
+        description="Apply the usage-based placement plan periodically (off: it is only shown).",
+    )
+    auto_optimise_interval_s: float = Field(
+        300.0,
+        ge=10.0,
+        le=86400.0,
+        description="Seconds between placement-plan rounds of the auto-optimiser (default 300).",
+    )
+    preload: bool = Field(
+        False,
+        description="Warm the model usually asked for right after the one that just answered, "
+        "when admission says it fits.",
+    )
+
     @field_validator("theme")
     @classmethod
     def _theme_is_a_name(cls, value: str) -> str:
