@@ -16,7 +16,7 @@ from orin_console.core.manager import Manager
 from orin_console.core.manager_types import ModelBusy, ModelState
 from orin_console.core.model_events import LoadProgress
 from orin_console.core.selection import SelectionError
-from orin_console.core.settings import load_settings
+from orin_console.testing.managers import make_manager as make_test_manager
 from orin_console.testing.tiny_models import write_tiny_llama
 
 CATALOG = """\
@@ -60,11 +60,7 @@ def workdir(tmp_path: Path, model_files: Path) -> Path:
 
 
 def make_manager(workdir: Path, **kwargs: object) -> Manager:
-    settings = load_settings(env={}, catalog_path=workdir / "models.toml", state_dir=workdir / "state")
-    kwargs.setdefault("n_threads", 1)
-    kwargs.setdefault("gpu_offload", False)
-    kwargs.setdefault("watch_interval_s", 0)
-    return Manager(settings, **kwargs)  # type: ignore[arg-type]
+    return make_test_manager(workdir, **kwargs)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from orin_console.core.manager import Manager
 from orin_console.core.manager_types import ModelBusy, ModelState
 from orin_console.core.model_events import LoadProgress, ManagerError, ModelStateChanged
 from orin_console.core.runner import GenerateRequest, RunnerDied
-from orin_console.core.settings import load_settings
+from orin_console.testing.managers import make_manager as make_test_manager
 from orin_console.testing.tiny_models import write_tiny_llama
 
 CATALOG = """\
@@ -54,12 +54,9 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def make_manager(workdir: Path, **kwargs: object) -> Manager:
-    settings = load_settings(env={}, catalog_path=workdir / "models.toml", state_dir=workdir / "state")
-    kwargs.setdefault("n_threads", 1)
-    kwargs.setdefault("gpu_offload", False)
     kwargs.setdefault("watch_interval_s", 0.05)
     kwargs.setdefault("runner_env", {"ORIN_RUNNER_TEST_HOOKS": "1"})
-    return Manager(settings, **kwargs)  # type: ignore[arg-type]
+    return make_test_manager(workdir, **kwargs)
 
 
 @pytest.fixture
