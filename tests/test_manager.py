@@ -311,3 +311,22 @@ def test_usage_survives_restart(workdir: Path) -> None:
         text_of(manager.generate("alpha", greedy()))
     with make_manager(workdir) as manager:
         assert manager.usage.get("alpha").requests == 1
+
+
+def test_runner_gpu_memory_comes_from_the_telemetry_sample(workdir: Path) -> None:
+    """On a Jetson, jtop reports GPU memory per process; the manager adds it to the runner's figure."""
+    import psutil
+    from telemetry_fakes import make_sample
+
+    gpu_bytes = 300 * 2**20
+
+    class JtopLikeSampler:
+        def latest(self) -> object:
+            pids = [child.pid for child in psutil.Process().children(recursive=True)]
+            return make_sample("jtop", gpu_process_bytes={pid: gpu_bytes for pid in pids})
+
+    with make_manager(workdir, telemetry=JtopLikeSampler()) as manager:
+        status = manager.load("alpha").result(60)
+        slot_memory = manager._slot("alpha").measured
+        assert slot_memory is not None and slot_memory.gpu == gpu_bytes and slot_memory.gpu_source == "jtop"
+        assert status.measured_bytes is not None and status.measured_bytes >= gpu_bytes + slot_memory.rss

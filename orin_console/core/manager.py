@@ -56,7 +56,8 @@ from .model_events import (
 from .runner import Chunk, GenerateRequest, LoadResult, Runner, RunnerDied, SpareRunners, tier_config
 from .settings import Settings
 from .slot import ManagedStream, Slot
-from .telemetry.process import ProcessGone, measure_process
+from .telemetry import Sampler
+from .telemetry.process import ProcessGone, ProcessMemory, measure_process
 from .usage import UsageTracker
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,9 @@ class Manager:
         queue_limit: generations that may wait per model before "busy".
         watch_interval_s: how often the catalog file is checked for edits (0: never).
         gpu_offload: whether the llama.cpp build offloads to a GPU; None asks it once.
+        telemetry: a telemetry sampler whose latest sample gives each runner's GPU memory
+            (jtop's per-process figures on a Jetson, NVML on a desktop GPU); without one,
+            runners are measured from /proc alone.
         spare_runner: keep one warm runner process (llama_cpp imported, no model, ~40 MB) so
             loads and tier moves skip the Python start and import.
     """
@@ -114,6 +118,7 @@ class Manager:
         watch_interval_s: float = 1.0,
         gpu_offload: bool | None = None,
         spare_runner: bool = True,
+        telemetry: Sampler | None = None,
     ) -> None:
         self.settings = settings
         self.bus = bus or EventBus()
@@ -128,6 +133,7 @@ class Manager:
         self._queue_limit = queue_limit
         self._watch_interval_s = watch_interval_s
         self._gpu_offload = gpu_offload
+        self._telemetry = telemetry
         self._lock = threading.RLock()
         self._slots: dict[str, Slot] = {}
         self._verified: dict[tuple[str, int, int], str] = {}
@@ -502,12 +508,16 @@ class Manager:
         log.warning("%s", died)
         self._fail(slot, died, keep_running=False)
 
+    def _measure_pid(self, pid: int) -> ProcessMemory:
+        sample = self._telemetry.latest() if self._telemetry is not None else None
+        return measure_process(pid, sample)
+
     def _measure(self, slot: Slot, state: str) -> None:
         runner, prediction = slot.runner, slot.prediction
         if runner is None or runner.pid is None or prediction is None:
             return
         try:
-            memory = measure_process(runner.pid)
+            memory = self._measure_pid(runner.pid)
         except ProcessGone:
             return
         with slot.lock:
@@ -583,7 +593,7 @@ class Manager:
         if runner is None or runner.pid is None:
             return
         try:
-            memory = measure_process(runner.pid)
+            memory = self._measure_pid(runner.pid)
         except ProcessGone:
             return
         with slot.lock:
