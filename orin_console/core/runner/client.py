@@ -12,14 +12,14 @@ socketpair (:mod:`.protocol`). Two daemon threads per process:
 
 Callbacks (``progress``, ``on_exit``) run on the channel reader thread: keep them short and
 never block in them (``on_exit`` may call :meth:`Runner.start` to restart).
+
+The requests' plumbing and the two threads are in :mod:`.channel`.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -27,9 +27,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import IO, Any
 
-from .exits import describe_exit, is_notable, log_level_of, pick_tail
+from .channel import START_MARK, ProgressCallback, RunnerChannel, Waiter
+from .exits import is_notable
 from .generation import Generation, Inbox
 from .messages import (
     Chunk,
@@ -42,17 +42,11 @@ from .messages import (
     RunnerHealth,
     RunnerLoadError,
 )
-from .protocol import ChannelClosed, FrameError, FrameReader, FrameWriter, Message
+from .protocol import ChannelClosed, FrameWriter
 from .spares import SpareRunners, launch_child
 from .tiers import RunnerConfig, child_oom_score_adj
 
-ProgressCallback = Callable[[float], None]
 ExitCallback = Callable[["Runner", RunnerDied | None], None]
-
-_START_MARK = "--- runner started:"
-# The runner's output belongs in the console's log, never on the terminal: without this, an
-# application that configured no logging would get WARNING+ lines from logging's last resort.
-logging.getLogger("orin_console.runner").addHandler(logging.NullHandler())
 
 
 def _console_oom_score_adj() -> int | None:
@@ -63,19 +57,7 @@ def _console_oom_score_adj() -> int | None:
         return None
 
 
-class _Waiter:
-    """One request waiting for its reply."""
-
-    __slots__ = ("event", "reply", "error", "progress")
-
-    def __init__(self, progress: ProgressCallback | None) -> None:
-        self.event = threading.Event()
-        self.reply: Message | None = None
-        self.error: RunnerError | None = None
-        self.progress = progress
-
-
-class Runner:
+class Runner(RunnerChannel):
     """One model's runner process, seen from the console.
 
     Args:
@@ -121,7 +103,7 @@ class Runner:
         self._ids = itertools.count(1)
         self._proc: subprocess.Popen[bytes] | None = None
         self._writer: FrameWriter | None = None
-        self._pending: dict[int, _Waiter] = {}
+        self._pending: dict[int, Waiter] = {}
         self._gen: Inbox | None = None
         self._stopping = False
         self._loaded = False
@@ -158,13 +140,6 @@ class Runner:
     def recent_log(self) -> list[str]:
         """Return the runner's recent output lines (llama.cpp's log included), oldest first."""
         return list(self._log)
-
-    def _lines_since_start(self) -> list[str]:
-        lines = list(self._log)
-        for i in range(len(lines) - 1, -1, -1):
-            if lines[i].startswith(_START_MARK):
-                return lines[i + 1 :]
-        return lines
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the process has ended and ``on_exit`` has returned; return whether so.
@@ -250,7 +225,7 @@ class Runner:
         self.returncode = None
         self._exited.clear()
         self._reported = reported = threading.Event()
-        self._log.append(f"{_START_MARK} pid {proc.pid} ---")
+        self._log.append(f"{START_MARK} pid {proc.pid} ---")
         assert proc.stdout is not None
         err_thread = threading.Thread(
             target=self._stderr_loop, args=(proc.stdout,), name=f"runner-{self.model_id}-stderr", daemon=True
@@ -394,7 +369,7 @@ class Runner:
         with self._lock:
             self._check_running()
             rid = next(self._ids)
-            waiter = _Waiter(None)
+            waiter = Waiter(None)
             self._pending[rid] = waiter
             writer = self._writer
         try:
@@ -405,179 +380,3 @@ class Runner:
         waiter.event.wait(timeout)
         if waiter.reply is not None:
             self._checked(waiter.reply)
-
-    # -- plumbing -----------------------------------------------------------------------
-
-    def _end_error(self) -> RunnerError:
-        died = self.died
-        if died is not None:
-            return RunnerDied(died.model_id, died.reason, died.returncode, died.signal_name, died.stderr_tail)
-        return RunnerError(self.model_id, f"runner for `{self.model_id}` was shut down")
-
-    def _check_running(self) -> None:
-        if self._proc is None:
-            raise RunnerError(self.model_id, f"runner for `{self.model_id}` was never started")
-        if self._exited.is_set():
-            raise self._end_error()
-
-    def _check_ready(self) -> None:
-        self._check_running()
-        if not self._loaded:
-            raise RunnerError(self.model_id, f"`{self.model_id}` is not loaded yet")
-
-    def _checked(self, reply: Message) -> dict[str, Any]:
-        if not reply.get("ok"):
-            raise RunnerError(self.model_id, f"`{self.model_id}`: {reply.get('error')}")
-        return reply.get("result") or {}
-
-    def _call(
-        self, op: str, fields: dict[str, Any], *, timeout: float | None, progress: ProgressCallback | None = None
-    ) -> Message:
-        with self._lock:
-            self._check_running()
-            rid = next(self._ids)
-            waiter = _Waiter(progress)
-            self._pending[rid] = waiter
-            writer = self._writer
-        try:
-            assert writer is not None
-            writer.send({"op": op, "id": rid, **fields})
-        except ChannelClosed:
-            pass  # the reader thread reports the death to the waiter
-        if not waiter.event.wait(timeout):
-            with self._lock:
-                self._pending.pop(rid, None)
-            raise RunnerError(self.model_id, f"runner for `{self.model_id}` did not answer `{op}` within {timeout:g} s")
-        if waiter.error is not None:
-            raise waiter.error
-        assert waiter.reply is not None
-        return waiter.reply
-
-    def _send_cancel(self, gen_id: int) -> None:
-        writer = self._writer
-        if writer is None or self._exited.is_set():
-            return
-        try:
-            writer.send({"op": "cancel", "gen": gen_id})
-        except ChannelClosed:
-            pass
-
-    def _stderr_loop(self, pipe: IO[bytes]) -> None:
-        log = self._logger
-        try:
-            for raw in iter(lambda: pipe.readline(8192), b""):
-                line = raw.decode("utf-8", "replace").rstrip()
-                if not line:
-                    continue
-                self._log.append(line)
-                log.log(log_level_of(line), "%s", line)
-        except (OSError, ValueError):
-            pass
-        finally:
-            pipe.close()
-
-    def _read_loop(
-        self,
-        proc: subprocess.Popen[bytes],
-        sock: socket.socket,
-        err_thread: threading.Thread,
-        reported: threading.Event,
-    ) -> None:
-        reader = FrameReader(sock)
-        problem = None
-        try:
-            while True:
-                item = reader.read()
-                if item is None:
-                    break
-                if type(item) is str:
-                    gen = self._gen
-                    if gen is not None:
-                        gen.put(item)
-                        if gen.abandoned:
-                            gen.cancel()
-                    continue
-                assert isinstance(item, dict)
-                self._route(item)
-        except FrameError as exc:
-            problem = f"broke the protocol ({exc}) and was stopped"
-        except Exception as exc:  # noqa: BLE001 - never leave callers hanging
-            self._logger.exception("runner channel reader failed")
-            problem = f"could not be read ({exc}) and was stopped"
-        finally:
-            try:
-                self._finish(proc, sock, reader, err_thread, problem)
-            finally:
-                reported.set()
-
-    def _route(self, item: Message) -> None:
-        rid = item.get("re")
-        if item.get("ev") == "progress":
-            waiter = self._pending.get(rid)  # type: ignore[arg-type]
-            if waiter is not None and waiter.progress is not None:
-                try:
-                    waiter.progress(float(item.get("value", 0.0)))
-                except Exception:  # noqa: BLE001 - a bad callback must not kill the reader
-                    self._logger.exception("load progress callback failed")
-            return
-        gen = self._gen
-        if gen is not None and rid == gen.id:
-            with self._lock:
-                self._gen = None
-            gen.put(item)
-            return
-        with self._lock:
-            waiter = self._pending.pop(rid, None)  # type: ignore[arg-type]
-        if waiter is not None:
-            waiter.reply = item
-            waiter.event.set()
-
-    def _finish(
-        self,
-        proc: subprocess.Popen[bytes],
-        sock: socket.socket,
-        reader: FrameReader,
-        err_thread: threading.Thread,
-        problem: str | None,
-    ) -> None:
-        """Account for the ended (or broken) process and fail everything waiting on it."""
-        if problem is not None and proc.poll() is None:
-            proc.kill()
-        try:
-            proc.wait(5.0)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        err_thread.join(2.0)  # the last stderr lines explain the death
-        with self._lock:
-            self.returncode = proc.returncode
-            if self._stopping and problem is None:
-                self.died = None
-            else:
-                reason, sig = describe_exit(proc.returncode)
-                if problem is not None:
-                    reason = f"{problem} ({reason})"
-                tail = pick_tail(self._lines_since_start())
-                self.died = RunnerDied(self.model_id, reason, proc.returncode, sig, tail)
-            died = self.died
-            gen, self._gen = self._gen, None
-            waiters = list(self._pending.values())
-            self._pending.clear()
-            self._loaded = False
-        for waiter in waiters:
-            waiter.error = self._end_error()
-            waiter.event.set()
-        if gen is not None:
-            gen.put(self._end_error())
-        reader.close()
-        sock.close()
-        if died is not None:
-            self._logger.error("%s", died)
-        else:
-            self._logger.info("runner for `%s` ended (status %s)", self.model_id, proc.returncode)
-        self._exited.set()
-        if self._on_exit is not None:
-            try:
-                self._on_exit(self, died)
-            except Exception:  # noqa: BLE001 - the callback's failure is not the runner's
-                self._logger.exception("on_exit callback failed")

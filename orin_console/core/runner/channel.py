@@ -1,0 +1,256 @@
+"""The plumbing under :class:`~.client.Runner`: calls over the channel and its reader threads.
+
+:class:`RunnerChannel` is the half of :class:`~.client.Runner` that moves messages. It sends
+a request and waits for the reply (a :class:`Waiter` per request), and it holds the bodies of
+the two daemon threads each runner process has (see :mod:`.client` for what they promise):
+the stderr reader, which keeps the runner's output in the ring buffer and passes it to the
+logger, and the channel reader, which routes every frame and, at the end of the stream,
+accounts for the process's exit, fails every waiter and stream, and calls ``on_exit``.
+
+:class:`~.client.Runner` owns the state (declared on :class:`RunnerChannel` for the type
+checker) and the lock that guards it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import IO, Any, Self
+
+from .exits import describe_exit, log_level_of, pick_tail
+from .generation import Inbox
+from .messages import RunnerDied, RunnerError
+from .protocol import ChannelClosed, FrameError, FrameReader, FrameWriter, Message
+
+__all__ = ["START_MARK", "ProgressCallback", "RunnerChannel", "Waiter"]
+
+ProgressCallback = Callable[[float], None]
+
+START_MARK = "--- runner started:"
+"""Starts the line the console logs before each new process's output."""
+
+# The runner's output belongs in the console's log, never on the terminal: without this, an
+# application that configured no logging would get WARNING+ lines from logging's last resort.
+logging.getLogger("orin_console.runner").addHandler(logging.NullHandler())
+
+
+class Waiter:
+    """One request waiting for its reply."""
+
+    __slots__ = ("event", "reply", "error", "progress")
+
+    def __init__(self, progress: ProgressCallback | None) -> None:
+        self.event = threading.Event()
+        self.reply: Message | None = None
+        self.error: RunnerError | None = None
+        self.progress = progress
+
+
+class RunnerChannel:
+    """Requests, replies and the reader threads of :class:`~.client.Runner` (a mixin).
+
+    The attributes below are :class:`~.client.Runner`'s, set in its ``__init__`` and
+    ``_spawn``; ``_lock`` guards them.
+    """
+
+    model_id: str
+    died: RunnerDied | None
+    returncode: int | None
+    _on_exit: Callable[[Self, RunnerDied | None], None] | None
+    _lock: threading.Lock
+    _ids: itertools.count[int]
+    _log: deque[str]
+    _logger: logging.Logger
+    _proc: subprocess.Popen[bytes] | None
+    _writer: FrameWriter | None
+    _pending: dict[int, Waiter]
+    _gen: Inbox | None
+    _stopping: bool
+    _loaded: bool
+    _exited: threading.Event
+
+    def _lines_since_start(self) -> list[str]:
+        lines = list(self._log)
+        for i in range(len(lines) - 1, -1, -1):
+            if lines[i].startswith(START_MARK):
+                return lines[i + 1 :]
+        return lines
+
+    def _end_error(self) -> RunnerError:
+        died = self.died
+        if died is not None:
+            return RunnerDied(died.model_id, died.reason, died.returncode, died.signal_name, died.stderr_tail)
+        return RunnerError(self.model_id, f"runner for `{self.model_id}` was shut down")
+
+    def _check_running(self) -> None:
+        if self._proc is None:
+            raise RunnerError(self.model_id, f"runner for `{self.model_id}` was never started")
+        if self._exited.is_set():
+            raise self._end_error()
+
+    def _check_ready(self) -> None:
+        self._check_running()
+        if not self._loaded:
+            raise RunnerError(self.model_id, f"`{self.model_id}` is not loaded yet")
+
+    def _checked(self, reply: Message) -> dict[str, Any]:
+        if not reply.get("ok"):
+            raise RunnerError(self.model_id, f"`{self.model_id}`: {reply.get('error')}")
+        return reply.get("result") or {}
+
+    def _call(
+        self, op: str, fields: dict[str, Any], *, timeout: float | None, progress: ProgressCallback | None = None
+    ) -> Message:
+        with self._lock:
+            self._check_running()
+            rid = next(self._ids)
+            waiter = Waiter(progress)
+            self._pending[rid] = waiter
+            writer = self._writer
+        try:
+            assert writer is not None
+            writer.send({"op": op, "id": rid, **fields})
+        except ChannelClosed:
+            pass  # the reader thread reports the death to the waiter
+        if not waiter.event.wait(timeout):
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise RunnerError(self.model_id, f"runner for `{self.model_id}` did not answer `{op}` within {timeout:g} s")
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.reply is not None
+        return waiter.reply
+
+    def _send_cancel(self, gen_id: int) -> None:
+        writer = self._writer
+        if writer is None or self._exited.is_set():
+            return
+        try:
+            writer.send({"op": "cancel", "gen": gen_id})
+        except ChannelClosed:
+            pass
+
+    def _stderr_loop(self, pipe: IO[bytes]) -> None:
+        log = self._logger
+        try:
+            for raw in iter(lambda: pipe.readline(8192), b""):
+                line = raw.decode("utf-8", "replace").rstrip()
+                if not line:
+                    continue
+                self._log.append(line)
+                log.log(log_level_of(line), "%s", line)
+        except (OSError, ValueError):
+            pass
+        finally:
+            pipe.close()
+
+    def _read_loop(
+        self,
+        proc: subprocess.Popen[bytes],
+        sock: socket.socket,
+        err_thread: threading.Thread,
+        reported: threading.Event,
+    ) -> None:
+        reader = FrameReader(sock)
+        problem = None
+        try:
+            while True:
+                item = reader.read()
+                if item is None:
+                    break
+                if type(item) is str:
+                    gen = self._gen
+                    if gen is not None:
+                        gen.put(item)
+                        if gen.abandoned:
+                            gen.cancel()
+                    continue
+                assert isinstance(item, dict)
+                self._route(item)
+        except FrameError as exc:
+            problem = f"broke the protocol ({exc}) and was stopped"
+        except Exception as exc:  # noqa: BLE001 - never leave callers hanging
+            self._logger.exception("runner channel reader failed")
+            problem = f"could not be read ({exc}) and was stopped"
+        finally:
+            try:
+                self._finish(proc, sock, reader, err_thread, problem)
+            finally:
+                reported.set()
+
+    def _route(self, item: Message) -> None:
+        rid = item.get("re")
+        if item.get("ev") == "progress":
+            waiter = self._pending.get(rid)  # type: ignore[arg-type]
+            if waiter is not None and waiter.progress is not None:
+                try:
+                    waiter.progress(float(item.get("value", 0.0)))
+                except Exception:  # noqa: BLE001 - a bad callback must not kill the reader
+                    self._logger.exception("load progress callback failed")
+            return
+        gen = self._gen
+        if gen is not None and rid == gen.id:
+            with self._lock:
+                self._gen = None
+            gen.put(item)
+            return
+        with self._lock:
+            waiter = self._pending.pop(rid, None)  # type: ignore[arg-type]
+        if waiter is not None:
+            waiter.reply = item
+            waiter.event.set()
+
+    def _finish(  # self: Self, so that on_exit is handed the Runner itself
+        self: Self,
+        proc: subprocess.Popen[bytes],
+        sock: socket.socket,
+        reader: FrameReader,
+        err_thread: threading.Thread,
+        problem: str | None,
+    ) -> None:
+        """Account for the ended (or broken) process and fail everything waiting on it."""
+        if problem is not None and proc.poll() is None:
+            proc.kill()
+        try:
+            proc.wait(5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        err_thread.join(2.0)  # the last stderr lines explain the death
+        with self._lock:
+            self.returncode = proc.returncode
+            if self._stopping and problem is None:
+                self.died = None
+            else:
+                reason, sig = describe_exit(proc.returncode)
+                if problem is not None:
+                    reason = f"{problem} ({reason})"
+                tail = pick_tail(self._lines_since_start())
+                self.died = RunnerDied(self.model_id, reason, proc.returncode, sig, tail)
+            died = self.died
+            gen, self._gen = self._gen, None
+            waiters = list(self._pending.values())
+            self._pending.clear()
+            self._loaded = False
+        for waiter in waiters:
+            waiter.error = self._end_error()
+            waiter.event.set()
+        if gen is not None:
+            gen.put(self._end_error())
+        reader.close()
+        sock.close()
+        if died is not None:
+            self._logger.error("%s", died)
+        else:
+            self._logger.info("runner for `%s` ended (status %s)", self.model_id, proc.returncode)
+        self._exited.set()
+        if self._on_exit is not None:
+            try:
+                self._on_exit(self, died)
+            except Exception:  # noqa: BLE001 - the callback's failure is not the runner's
+                self._logger.exception("on_exit callback failed")
