@@ -330,3 +330,32 @@ def test_runner_gpu_memory_comes_from_the_telemetry_sample(workdir: Path) -> Non
         slot_memory = manager._slot("alpha").measured
         assert slot_memory is not None and slot_memory.gpu == gpu_bytes and slot_memory.gpu_source == "jtop"
         assert status.measured_bytes is not None and status.measured_bytes >= gpu_bytes + slot_memory.rss
+
+
+def test_removing_a_loaded_model_from_the_file_unloads_it(manager: Manager, workdir: Path) -> None:
+    pid = manager.load("alpha").result(60).pid
+    manager.load("beta").result(60)
+    (workdir / "models.toml").write_text(CATALOG[CATALOG.index("[[models]]\nid = \"beta\""):])
+    deadline = time.monotonic() + 10
+    while "alpha" in manager._slots and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "alpha" not in manager._slots
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # type: ignore[arg-type]
+    assert text_of(manager.generate("beta", greedy()))
+    # The watcher is still alive: the next edit lands too.
+    (workdir / "models.toml").write_text(CATALOG)
+    deadline = time.monotonic() + 10
+    while "alpha" not in manager.catalog and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert manager.model_status("alpha").state == ModelState.UNLOADED
+
+
+def test_unload_during_a_load_wins(manager: Manager) -> None:
+    loading = manager.load("alpha")
+    unloading = manager.unload("alpha")
+    assert unloading is not loading
+    assert unloading.result(60).state == ModelState.UNLOADED
+    loading.result(60)
+    assert manager.model_status("alpha").state == ModelState.UNLOADED
+    assert manager.model_status("alpha").pid is None

@@ -216,7 +216,11 @@ class Manager:
                 self.bus.publish(ManagerError(message=f"cannot read the catalog: {exc}"))
                 continue
             if catalog is not None:
-                self._catalog_changed(catalog)
+                try:
+                    self._catalog_changed(catalog)
+                except Exception as exc:  # noqa: BLE001 - the watcher must outlive any one edit
+                    log.exception("applying the catalog edit failed")
+                    self.bus.publish(ManagerError(message=f"applying the catalog edit failed: {exc}"))
 
     def _catalog_changed(self, catalog: Catalog) -> None:
         self._sync_catalog(catalog)
@@ -369,16 +373,21 @@ class Manager:
         return self.load(model_id, tier)
 
     def unload(self, model_id: str) -> Future[ModelStatus]:
-        """Stop the model's runner (its memory really comes back) in the background."""
-        slot = self._slot(model_id) if model_id in self._slots else None
+        """Stop the model's runner (its memory really comes back) in the background.
+
+        A load or move in progress finishes first, then the runner stops, so an unload asked
+        for during a load always wins. Also used for models just removed from the catalog.
+        """
+        with self._lock:
+            slot = self._slots.get(model_id)
         if slot is None:
             raise ModelUnavailable(f"`{model_id}` is not in the catalog")
         with slot.lock:
-            if slot.op is not None and not slot.op.done():
-                if slot.op_target == "disk":
-                    return slot.op
+            in_progress = slot.op if slot.op is not None and not slot.op.done() else None
+            if in_progress is not None and slot.op_target == "disk":
+                return in_progress
             slot.op_target = "disk"
-            slot.op = self._pool.submit(self._do_unload, slot)
+            slot.op = self._pool.submit(self._do_unload, slot, in_progress)
             return slot.op
 
     def _set(self, slot: Slot, **fields: object) -> None:
@@ -464,7 +473,12 @@ class Manager:
         self._publish_state(slot)
         return slot.status()
 
-    def _do_unload(self, slot: Slot) -> ModelStatus:
+    def _do_unload(self, slot: Slot, previous: Future[ModelStatus] | None = None) -> ModelStatus:
+        if previous is not None:
+            try:
+                previous.result()
+            except Exception:  # noqa: BLE001 - its failure was reported; unloading goes on
+                pass
         runner = slot.runner
         if runner is not None:
             self._set(slot, state=ModelState.UNLOADING, target_tier="disk")
