@@ -55,7 +55,7 @@ from .model_events import (
 )
 from .runner import Chunk, GenerateRequest, LoadResult, Runner, RunnerDied, SpareRunners, tier_config
 from .settings import Settings
-from .slot import ManagedStream, Slot
+from .slot import ManagedStream, Slot, memory_total
 from .telemetry import Sampler
 from .telemetry.process import ProcessGone, ProcessMemory, measure_process
 from .usage import UsageTracker
@@ -522,17 +522,21 @@ class Manager:
         log.warning("%s", died)
         self._fail(slot, died, keep_running=False)
 
-    def _measure_pid(self, pid: int) -> ProcessMemory:
+    def _measure_runner(self, slot: Slot) -> ProcessMemory | None:
+        """The slot's runner measured from the OS (GPU bytes from the telemetry sample)."""
+        runner = slot.runner
+        if runner is None or runner.pid is None:
+            return None
         sample = self._telemetry.latest() if self._telemetry is not None else None
-        return measure_process(pid, sample)
+        try:
+            return measure_process(runner.pid, sample)
+        except ProcessGone:
+            return None
 
     def _measure(self, slot: Slot, state: str) -> None:
-        runner, prediction = slot.runner, slot.prediction
-        if runner is None or runner.pid is None or prediction is None:
-            return
-        try:
-            memory = self._measure_pid(runner.pid)
-        except ProcessGone:
+        prediction = slot.prediction
+        memory = self._measure_runner(slot)
+        if memory is None or prediction is None:
             return
         with slot.lock:
             slot.measured = memory
@@ -603,16 +607,11 @@ class Manager:
         return ManagedStream(slot, generation, on_chunk, on_end)
 
     def _measure_after_use(self, slot: Slot) -> None:
-        runner = slot.runner
-        if runner is None or runner.pid is None:
-            return
-        try:
-            memory = self._measure_pid(runner.pid)
-        except ProcessGone:
+        memory = self._measure_runner(slot)
+        if memory is None:
             return
         with slot.lock:
-            before = slot.measured_total() or 0
-            if memory.rss + (memory.swap or 0) + (memory.gpu or 0) > before:
+            if memory_total(memory) > (slot.measured_total() or 0):
                 slot.measured = memory
 
     def cancel(self, model_id: str) -> bool:

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from .telemetry.process import ProcessMemory
 
 
+def memory_total(m: ProcessMemory) -> int:
+    """RSS + swap + GPU bytes of one measurement."""
+    return m.rss + (m.swap or 0) + (m.gpu or 0)
+
+
 class Slot:
     """Mutable per-model state; every field is guarded by :attr:`lock`."""
 
@@ -91,10 +96,7 @@ class Slot:
 
     def measured_total(self) -> int | None:
         """RSS + swap + GPU bytes of the runner as last measured."""
-        m = self.measured
-        if m is None:
-            return None
-        return m.rss + (m.swap or 0) + (m.gpu or 0)
+        return memory_total(self.measured) if self.measured is not None else None
 
     def resident_kind(self) -> str | None:
         """How the weights are held: pinned, resident-not-pinned, or pageable."""
