@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from orin_console.core.gguf import read_gguf  # noqa: E402
-from orin_console.core.measurements import Corrections, model_identity  # noqa: E402
-from orin_console.core.memory import MB, predict  # noqa: E402
+from orin_console.core.memory.measurements import Corrections, model_identity  # noqa: E402
+from orin_console.core.memory.prediction import MB, predict  # noqa: E402
 from orin_console.testing.load_probe import measure_runner_baseline, probe_load  # noqa: E402
 from orin_console.testing.tiny_models import write_tiny_llama  # noqa: E402
 

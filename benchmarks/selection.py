@@ -37,9 +37,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from orin_console.core.catalog import Catalog, CatalogEntry, Task  # noqa: E402
-from orin_console.core.selection import Mode, UsageStats, select, selector_for  # noqa: E402
-from orin_console.core.tasks import DETECTED_TASKS, detect_task  # noqa: E402
+from orin_console.core.catalog.store import Catalog, CatalogEntry, Task  # noqa: E402
+from orin_console.core.engine.selection import Mode, UsageStats, select, selector_for  # noqa: E402
+from orin_console.core.engine.tasks import DETECTED_TASKS, detect_task  # noqa: E402
 
 LABELLED = REPO / "tests" / "data" / "task_prompts.jsonl"
 TAGS: tuple[Task, ...] = ("chat", "code", "classification", "summarisation", "extraction", "completion")

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 import psutil  # noqa: E402
 
-from orin_console.core.events import EventBus, TelemetrySample  # noqa: E402
+from orin_console.core.events.bus import EventBus, TelemetrySample  # noqa: E402
 from orin_console.core.telemetry import SOURCE_NAMES, Sampler, build_sources  # noqa: E402
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orin_console.core.manager import Manager  # noqa: E402
-from orin_console.core.memory import GB  # noqa: E402
+from orin_console.core.manager.manager import Manager  # noqa: E402
+from orin_console.core.memory.prediction import GB  # noqa: E402
 from orin_console.core.runner import GenerateRequest  # noqa: E402
 from orin_console.core.settings import load_settings  # noqa: E402
 

@@ -30,7 +30,15 @@ if ! "$VPY" -c "import importlib.metadata as m, sys; sys.exit(m.version('llama-c
     LOG=$VENV/llama-build.log
     extra=()
     # A CUDA build (CMAKE_ARGS="-DGGML_CUDA=on" on the Jetson) must not reuse a cached CPU wheel.
-    if [ -n "${CMAKE_ARGS:-}" ]; then extra+=(--no-cache-dir); fi
+    if [ -n "${CMAKE_ARGS:-}" ]; then
+        extra+=(--no-cache-dir)
+    elif [ "$(uname -m)" = "x86_64" ]; then
+        # A portable x86-64 build (AVX2, no AVX-512/AMX): -march=native on a CPU with AMX
+        # compiles llama.cpp's AMX kernels, which crash (SIGSEGV) on the first multi-token
+        # decode on the virtual machines seen here (ggml-org/llama.cpp#20824). The wheel pip
+        # caches is then safe on any x86-64 machine with AVX2.
+        export CMAKE_ARGS="-DGGML_NATIVE=OFF"
+    fi
     echo "setup: installing $LLAMA_REQ (a build from source takes about 5 minutes on 2 cores;"
     echo "       pip caches the wheel, so later installs take seconds). Full log: $LOG"
     CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \

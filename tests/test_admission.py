@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from orin_console.core.admission import (
+from orin_console.core.memory.admission import (
     AdmissionRefused,
     AdmissionRequest,
     Budgets,
@@ -16,7 +16,7 @@ from orin_console.core.admission import (
     plan_load,
 )
 from orin_console.core.errors import OrinError
-from orin_console.core.memory import GB, MB, Prediction
+from orin_console.core.memory.prediction import GB, MB, Prediction
 from orin_console.core.settings import load_settings
 
 NEED = Prediction(weights=1400 * MB, kv_cache=400 * MB, compute=100 * MB, overhead=0, tier="ram")

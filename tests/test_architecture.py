@@ -23,7 +23,7 @@ def test_core_imports_no_front_end_stack() -> None:
     offenders = [m for m in loaded if m.split(".")[0] in FORBIDDEN]
     assert offenders == []
     assert not any(m.startswith(("orin_console.tui", "orin_console.api", "orin_console.cli")) for m in loaded)
-    assert "orin_console.core.catalog" in loaded
+    assert "orin_console.core.catalog.store" in loaded
 
 
 def test_import_linter_contracts_hold(repo_root: Path) -> None:

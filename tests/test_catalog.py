@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orin_console.core.catalog import CatalogEntry, CatalogStore, parse_catalog
+from orin_console.core.catalog.store import CatalogEntry, CatalogStore, parse_catalog
 from orin_console.core.errors import CatalogError
 
 
@@ -121,7 +121,7 @@ def test_failed_write_leaves_the_file_and_no_temp(tmp_path: Path, monkeypatch: p
 
 _SAVER = """
 import sys
-from orin_console.core.catalog import CatalogStore
+from orin_console.core.catalog.store import CatalogStore
 store = CatalogStore(sys.argv[1])
 n = 0
 print("ready", flush=True)

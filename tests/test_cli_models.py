@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orin_console.cli.main import main
-from orin_console.core.catalog import parse_catalog
+from orin_console.core.catalog.store import parse_catalog
 
 
 @pytest.fixture

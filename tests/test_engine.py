@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from orin_console.core.admission import Budgets
-from orin_console.core.engine import Engine, residency_of
-from orin_console.core.engine_types import BatchFailure, GenerationParams, ParameterError, Result
-from orin_console.core.manager import Manager
-from orin_console.core.manager_types import ModelBusy, ModelState
-from orin_console.core.model_events import LoadProgress
-from orin_console.core.selection import SelectionError
+from orin_console.core.memory.admission import Budgets
+from orin_console.core.engine.inference import Engine, residency_of
+from orin_console.core.engine.types import BatchFailure, GenerationParams, ParameterError, Result
+from orin_console.core.manager.manager import Manager
+from orin_console.core.manager.types import ModelBusy, ModelState
+from orin_console.core.events.kinds import LoadProgress
+from orin_console.core.engine.selection import SelectionError
 from orin_console.testing.managers import make_manager as make_test_manager
 from orin_console.testing.tiny_models import write_tiny_llama
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from orin_console.core.events import Event, EventBus, TelemetrySample, TelemetrySourceChanged
+from orin_console.core.events.bus import Event, EventBus, TelemetrySample, TelemetrySourceChanged
 from telemetry_fakes import make_sample
 
 

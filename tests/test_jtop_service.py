@@ -28,7 +28,7 @@ import pytest
 
 from jtop_fake_orin import FakeOrin
 from orin_console.cli.main import main
-from orin_console.core.events import EventBus, TelemetrySourceChanged
+from orin_console.core.events.bus import EventBus, TelemetrySourceChanged
 from orin_console.core.telemetry import JtopSource, PsutilSource, Sample, Sampler, measure_process
 
 # jetson-stats' client calls distro.linux_distribution(), deprecated upstream; not ours to fix.

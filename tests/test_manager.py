@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from orin_console.core.admission import AdmissionRefused, Budgets, MachineMemory
+from orin_console.core.memory.admission import AdmissionRefused, Budgets, MachineMemory
 from orin_console.core.errors import GGUFError, OrinError
-from orin_console.core.events import EventBus
-from orin_console.core.manager import Manager
-from orin_console.core.manager_types import ModelBusy, ModelState
-from orin_console.core.model_events import LoadProgress, ManagerError, ModelStateChanged
+from orin_console.core.events.bus import EventBus
+from orin_console.core.manager.manager import Manager
+from orin_console.core.manager.types import ModelBusy, ModelState
+from orin_console.core.events.kinds import LoadProgress, ManagerError, ModelStateChanged
 from orin_console.core.runner import GenerateRequest, RunnerDied
 from orin_console.testing.managers import make_manager as make_test_manager
 from orin_console.testing.tiny_models import write_tiny_llama

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from conftest import demo_model
-from orin_console.core import memory
+from orin_console.core.memory import prediction as memory
 from orin_console.core.gguf import read_gguf
-from orin_console.core.gguf_types import GGUFInfo, TensorInfo
-from orin_console.core.kvcache import cache_row_bytes, kv_cache, swa_layers
-from orin_console.core.measurements import FILE_NAME, Corrections, model_identity
-from orin_console.core.memory import MB, Prediction, format_size, predict
+from orin_console.core.gguf.types import GGUFInfo, TensorInfo
+from orin_console.core.memory.kvcache import cache_row_bytes, kv_cache, swa_layers
+from orin_console.core.memory.measurements import FILE_NAME, Corrections, model_identity
+from orin_console.core.memory.prediction import MB, Prediction, format_size, predict
 
 MiB = 1 << 20
 SMOL = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -246,7 +246,7 @@ def test_corrupt_file_is_ignored_with_a_warning_never_a_crash(
 ) -> None:
     path = tmp_path / FILE_NAME
     path.write_bytes(content.encode("latin-1"))
-    with caplog.at_level(logging.WARNING, logger="orin_console.core.measurements"):
+    with caplog.at_level(logging.WARNING, logger="orin_console.core.memory.measurements"):
         store = Corrections(path)
     assert store.problem and "ignored" in store.problem
     assert caplog.records

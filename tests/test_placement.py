@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from orin_console.core.admission import Budgets
-from orin_console.core.placement import ModelFacts, PlanPolicy, compute_plan
-from orin_console.core.usage import UsageTracker
+from orin_console.core.memory.admission import Budgets
+from orin_console.core.placement.plan import ModelFacts, PlanPolicy, compute_plan
+from orin_console.core.placement.usage import UsageTracker
 
 MB = 2**20
 BUDGETS = Budgets(ram=100 * MB, swap=100 * MB, max_model=7 * 2**30, reserve=0)
@@ -170,10 +170,10 @@ def test_dwell_time_keeps_a_fresh_placement() -> None:
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from orin_console.core.manager import Manager  # noqa: E402
-from orin_console.core.manager_types import ModelState  # noqa: E402
-from orin_console.core.model_events import PlanChanged  # noqa: E402
-from orin_console.core.optimiser import AutoOptimiser, apply, plan_for  # noqa: E402
+from orin_console.core.manager.manager import Manager  # noqa: E402
+from orin_console.core.manager.types import ModelState  # noqa: E402
+from orin_console.core.events.kinds import PlanChanged  # noqa: E402
+from orin_console.core.placement.optimiser import AutoOptimiser, apply, plan_for  # noqa: E402
 from orin_console.core.runner import GenerateRequest  # noqa: E402
 from orin_console.core.settings import load_settings  # noqa: E402
 from orin_console.testing.tiny_models import write_tiny_llama  # noqa: E402
@@ -295,7 +295,7 @@ def test_auto_optimiser_is_off_by_default_and_applies_when_on(live: Manager) -> 
 
 # -- predictive preloading -----------------------------------------------------------------
 
-from orin_console.core.preload import Preloader, Successors  # noqa: E402
+from orin_console.core.placement.preload import Preloader, Successors  # noqa: E402
 
 
 def test_successors_predict_only_a_clear_habit() -> None:
@@ -342,7 +342,7 @@ def test_preloader_warms_the_usual_successor(live: Manager) -> None:
 
 
 def test_auto_optimiser_follows_the_settings(tmp_path) -> None:
-    from orin_console.core.optimiser import AutoOptimiser
+    from orin_console.core.placement.optimiser import AutoOptimiser
     from orin_console.core.settings import load_settings
 
     class _Stub:  # AutoOptimiser only keeps the manager until it runs

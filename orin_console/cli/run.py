@@ -20,17 +20,17 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from orin_console.core.admission import AdmissionRefused
-from orin_console.core.engine import Engine, EngineStream
-from orin_console.core.engine_types import EngineError, GenerationParams, Result
-from orin_console.core.events import Event, EventBus
-from orin_console.core.manager import Manager
-from orin_console.core.manager_types import ModelBusy, ModelUnavailable
-from orin_console.core.model_events import LoadProgress
+from orin_console.core.memory.admission import AdmissionRefused
+from orin_console.core import create_core
+from orin_console.core.engine.inference import EngineStream
+from orin_console.core.engine.types import EngineError, GenerationParams, Result
+from orin_console.core.events.bus import Event, EventBus
+from orin_console.core.manager.types import ModelBusy, ModelUnavailable
+from orin_console.core.events.kinds import LoadProgress
 from orin_console.core.runner import RunnerError
-from orin_console.core.selection import MODES, Mode
+from orin_console.core.engine.selection import MODES, Mode
 
-from .main import Context
+from orin_console.cli.main import Context
 
 EXIT_SERVE_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -112,8 +112,8 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     params = _params(args)  # bad parameters fail before anything starts
     streamed = not (args.no_stream or args.json)
-    with Manager(ctx.settings, watch_interval_s=0) as manager:
-        engine = Engine(manager, on_cold=ctx.settings.on_cold)
+    with create_core(ctx.settings, telemetry=False, optimiser=False, watch_interval_s=0) as core:
+        manager, engine = core.manager, core.engine
         stream = engine.stream_quick(
             prompt, mode=mode, model=args.model if mode == "manual" else None,
             preferred=args.model if mode == "hybrid" else None, params=params,

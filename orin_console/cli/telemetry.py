@@ -22,10 +22,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from orin_console.core.events import EventBus, TelemetrySample
+from orin_console.core.events.bus import EventBus, TelemetrySample
 from orin_console.core.telemetry import SOURCE_NAMES, Sample, Sampler, SourceStatus, build_sources
 
-from .main import Context
+from orin_console.cli.main import Context
 
 SPARK = "▁▂▃▄▅▆▇█"
 NA = "[dim]n/a[/dim]"

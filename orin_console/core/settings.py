@@ -29,10 +29,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from .errors import SettingsError
+from orin_console.core.errors import SettingsError
+from orin_console.core.units import GB, MB
 
-GB = 1024**3
-MB = 1024**2
 
 TelemetrySourceName = Literal["auto", "jtop", "nvml", "psutil"]
 

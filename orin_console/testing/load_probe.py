@@ -4,7 +4,7 @@ Used by the memory tests and ``benchmarks/load_and_prediction.py`` to compare pr
 with reality. The child imports llama_cpp, loads the model with the runner's settings,
 evaluates a prompt that fills the context (so the attention scratch memory of the worst
 case is touched), generates a few tokens, and prints one JSON line read from
-``/proc/self/status``. This is the state :func:`orin_console.core.memory.predict` predicts.
+``/proc/self/status``. This is the state :func:`orin_console.core.memory.prediction.predict` predicts.
 """
 
 from __future__ import annotations

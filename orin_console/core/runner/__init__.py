@@ -12,10 +12,10 @@ Example:
     >>> runner.shutdown()  # doctest: +SKIP
 """
 
-from .client import Runner
-from .exits import describe_exit, pick_tail
-from .generation import Generation
-from .messages import (
+from orin_console.core.runner.client import Runner
+from orin_console.core.runner.exits import describe_exit, pick_tail
+from orin_console.core.runner.generation import Generation
+from orin_console.core.runner.messages import (
     FINISH_REASONS,
     Chunk,
     GenerateRequest,
@@ -27,8 +27,8 @@ from .messages import (
     RunnerHealth,
     RunnerLoadError,
 )
-from .spares import SpareRunners
-from .tiers import CPU_ONLY_NOTE, OOM_SCORE_ADJ, RunnerConfig, memlock_fix, tier_config
+from orin_console.core.runner.spares import SpareRunners
+from orin_console.core.runner.tiers import CPU_ONLY_NOTE, OOM_SCORE_ADJ, RunnerConfig, memlock_fix, tier_config
 
 __all__ = [
     "CPU_ONLY_NOTE",

@@ -22,10 +22,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import IO, Any, Self
 
-from .exits import describe_exit, log_level_of, pick_tail
-from .generation import Inbox
-from .messages import RunnerDied, RunnerError
-from .protocol import ChannelClosed, FrameError, FrameReader, FrameWriter, Message
+from orin_console.core.runner.exits import describe_exit, log_level_of, pick_tail
+from orin_console.core.runner.generation import Inbox
+from orin_console.core.runner.messages import RunnerDied, RunnerError
+from orin_console.core.runner.protocol import ChannelClosed, FrameError, FrameReader, FrameWriter, Message
 
 __all__ = ["START_MARK", "ProgressCallback", "RunnerChannel", "Waiter"]
 

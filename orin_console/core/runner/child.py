@@ -36,9 +36,9 @@ import time
 import traceback
 from typing import Any
 
-from .messages import GenerateRequest
-from .protocol import ChannelClosed, FrameError, FrameReader, FrameWriter, Message
-from .tiers import (
+from orin_console.core.runner.messages import GenerateRequest
+from orin_console.core.runner.protocol import ChannelClosed, FrameError, FrameReader, FrameWriter, Message
+from orin_console.core.runner.tiers import (
     CPU_ONLY_NOTE,
     RunnerConfig,
     assess_pin,

@@ -28,10 +28,10 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
-from .channel import START_MARK, ProgressCallback, RunnerChannel, Waiter
-from .exits import is_notable
-from .generation import Generation, Inbox
-from .messages import (
+from orin_console.core.runner.channel import START_MARK, ProgressCallback, RunnerChannel, Waiter
+from orin_console.core.runner.exits import is_notable
+from orin_console.core.runner.generation import Generation, Inbox
+from orin_console.core.runner.messages import (
     Chunk,
     GenerateRequest,
     GenerationStats,
@@ -42,9 +42,9 @@ from .messages import (
     RunnerHealth,
     RunnerLoadError,
 )
-from .protocol import ChannelClosed, FrameWriter
-from .spares import SpareRunners, launch_child
-from .tiers import RunnerConfig, child_oom_score_adj
+from orin_console.core.runner.protocol import ChannelClosed, FrameWriter
+from orin_console.core.runner.spares import SpareRunners, launch_child
+from orin_console.core.runner.tiers import RunnerConfig, child_oom_score_adj
 
 ExitCallback = Callable[["Runner", RunnerDied | None], None]
 

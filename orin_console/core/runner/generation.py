@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .messages import Chunk, GenerationStats, RunnerError
+from orin_console.core.runner.messages import Chunk, GenerationStats, RunnerError
 
 
 class Inbox:

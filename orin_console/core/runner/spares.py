@@ -15,7 +15,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .messages import RunnerError
+from orin_console.core.runner.messages import RunnerError
 
 CHILD_MODULE = "orin_console.core.runner.child"
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])

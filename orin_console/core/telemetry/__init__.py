@@ -14,7 +14,7 @@ so a failure degrades to the basics instead of leaving the gauges empty. See
 
 from __future__ import annotations
 
-from .base import (
+from orin_console.core.telemetry.base import (
     DEFAULT_STALE_AFTER_S,
     Sample,
     SourceFailed,
@@ -22,11 +22,11 @@ from .base import (
     TelemetryError,
     TelemetrySource,
 )
-from .jtop_source import JtopSource, is_jetson, sample_from_jtop
-from .nvml_source import NvmlSource
-from .process import ProcessGone, ProcessMemory, measure_process, measure_processes
-from .psutil_source import PsutilSource
-from .sampler import Sampler, SourceStatus
+from orin_console.core.telemetry.jtop_source import JtopSource, is_jetson, sample_from_jtop
+from orin_console.core.telemetry.nvml_source import NvmlSource
+from orin_console.core.telemetry.process import ProcessGone, ProcessMemory, measure_process, measure_processes
+from orin_console.core.telemetry.psutil_source import PsutilSource
+from orin_console.core.telemetry.sampler import Sampler, SourceStatus
 
 SOURCE_NAMES = ("auto", "jtop", "nvml", "psutil")
 

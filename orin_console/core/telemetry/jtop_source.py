@@ -36,8 +36,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .base import Sample, SourceFailed, SourceUnavailable, TelemetrySource, kb, now_pair
-from .psutil_source import read_meminfo
+from orin_console.core.telemetry.base import Sample, SourceFailed, SourceUnavailable, TelemetrySource, kb, now_pair
+from orin_console.core.telemetry.psutil_source import read_meminfo
 
 JTOP_SOCKET = "/run/jtop.sock"
 FIX_RESTART = "sudo systemctl restart jtop.service"

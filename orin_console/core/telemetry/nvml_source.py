@@ -14,8 +14,8 @@ from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
-from .base import Sample, SourceFailed, SourceUnavailable, TelemetrySource
-from .psutil_source import PsutilSource
+from orin_console.core.telemetry.base import Sample, SourceFailed, SourceUnavailable, TelemetrySource
+from orin_console.core.telemetry.psutil_source import PsutilSource
 
 
 class NvmlSource(TelemetrySource):

@@ -19,7 +19,7 @@ import psutil
 
 from orin_console.core.errors import OrinError
 
-from .base import Sample
+from orin_console.core.telemetry.base import Sample
 
 
 class ProcessGone(OrinError):

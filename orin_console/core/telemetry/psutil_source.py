@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .base import Sample, SourceFailed, SourceUnavailable, TelemetrySource, now_pair
+from orin_console.core.telemetry.base import Sample, SourceFailed, SourceUnavailable, TelemetrySource, now_pair
 
 # Device-tree names of NVIDIA integrated GPUs, as jetson-stats also recognises them.
 IGPU_NAMES = frozenset({"gpu", "gv11b", "gp10b", "ga10b", "gb10b"})

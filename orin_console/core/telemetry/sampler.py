@@ -2,14 +2,14 @@
 
 Sources are tried in order of preference (jtop, NVML, psutil). Each tick reads the best source
 that is open; when it fails, the sampler closes it, says why and how to fix it (a log warning
-and a :class:`~orin_console.core.events.TelemetrySourceChanged` event) and reads the next one
+and a :class:`~orin_console.core.events.bus.TelemetrySourceChanged` event) and reads the next one
 in the same tick, so a sample is never skipped. A better source that failed or was not there is
 probed again with a growing backoff (``retry_initial_s`` doubling up to ``retry_max_s``) and
 taken back as soon as it answers. A source whose failure is permanent (library not installed,
 no driver) is not probed again.
 
 Every sample lands in a bounded history (for sparklines), is published on the event bus as a
-:class:`~orin_console.core.events.TelemetrySample`, and carries the age after which it counts
+:class:`~orin_console.core.events.bus.TelemetrySample`, and carries the age after which it counts
 as stale (three intervals, at least one second), so any reader can tell stale data from fresh.
 """
 
@@ -22,9 +22,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from orin_console.core.events import EventBus, TelemetrySample, TelemetrySourceChanged
+from orin_console.core.events.bus import EventBus, TelemetrySample, TelemetrySourceChanged
 
-from .base import Sample, SourceUnavailable, TelemetryError, TelemetrySource
+from orin_console.core.telemetry.base import Sample, SourceUnavailable, TelemetryError, TelemetrySource
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class Sampler:
     @classmethod
     def from_settings(cls, settings: object, *, bus: EventBus | None = None, **kwargs: object) -> Sampler:
         """A sampler for ``settings.telemetry_source``, interval and history size."""
-        from . import build_sources
+        from orin_console.core.telemetry import build_sources
 
         interval = float(getattr(settings, "telemetry_interval_s", 1.0))
         return cls(

@@ -1,0 +1,175 @@
+"""Adding models to the catalog and describing what is in it (no model is loaded).
+
+Every file is checked by the bounded GGUF reader before it is accepted, so a crafted or
+truncated file never reaches the catalog, let alone llama.cpp.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from orin_console.core.catalog.store import TASKS, TIERS, Catalog, CatalogEntry, CatalogStore
+from orin_console.core.errors import CatalogError, GGUFError
+from orin_console.core.gguf import GGUFInfo, read_gguf, sanitize
+
+DEFAULT_CONTEXT = 2048
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A file that was not added, and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What ``add_models`` did: the entries written and the files refused."""
+
+    added: tuple[CatalogEntry, ...]
+    refused: tuple[Refusal, ...]
+    catalog: Catalog
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One catalog entry with what its file's header says (or why it cannot be read)."""
+
+    entry: CatalogEntry
+    path: Path
+    info: GGUFInfo | None
+    problem: str | None
+
+
+def discover(path: Path) -> list[Path]:
+    """The GGUF files at ``path``: the file itself, or ``*.gguf`` under a folder (sorted).
+
+    Raises:
+        CatalogError: the path does not exist, or a folder holds no ``.gguf`` file.
+    """
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(
+            p for p in path.rglob("*.gguf")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
+        if not found:
+            raise CatalogError(f"{path}: no .gguf files in this folder")
+        return found
+    raise CatalogError(f"{path}: no such file or folder")
+
+
+def slug(text: str) -> str:
+    """A catalog id made from a file name: lower-case, safe characters, at most 64 long."""
+    value = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._").lower()
+    return (value or "model")[:64]
+
+
+def _stored_path(catalog: Catalog, file: Path) -> str:
+    """Relative to the catalog's folder when the file lies under it, else absolute."""
+    absolute = Path(os.path.abspath(file))
+    try:
+        return absolute.relative_to(catalog.path.parent).as_posix()
+    except ValueError:
+        return str(absolute)
+
+
+def _unique_id(base: str, taken: set[str]) -> str:
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base[:60]}-{n}" in taken:
+        n += 1
+    return f"{base[:60]}-{n}"
+
+
+def propose_entries(
+    catalog: Catalog,
+    path: Path,
+    *,
+    model_id: str | None = None,
+    tasks: Sequence[str] | None = None,
+    tier: str | None = None,
+    context: int | None = None,
+) -> tuple[list[CatalogEntry], list[Refusal]]:
+    """Validate the files at ``path`` and build catalog entries for them (writes nothing).
+
+    Defaults: id from the file name (made unique), tasks ``chat`` when the file carries a
+    chat template and ``completion`` otherwise, tier ``swap``, context the smaller of 2048
+    and the model's trained context.
+
+    Raises:
+        CatalogError: bad arguments (unknown task or tier, ``model_id`` with a folder of
+            several files, an id already taken).
+    """
+    for task in tasks or ():
+        if task not in TASKS:
+            raise CatalogError(f"unknown task '{task}' (allowed: {', '.join(TASKS)})")
+    if tier is not None and tier not in TIERS:
+        raise CatalogError(f"unknown tier '{tier}' (allowed: {', '.join(TIERS)})")
+    files = discover(path)
+    if model_id is not None and len(files) > 1:
+        raise CatalogError(f"--id names one model but {path} holds {len(files)} .gguf files")
+    if model_id is not None and model_id in catalog:
+        raise CatalogError(f"a model called '{model_id}' is already in {catalog.path}")
+    taken = {entry.id for entry in catalog}
+    entries: list[CatalogEntry] = []
+    refused: list[Refusal] = []
+    seen_files: set[str] = set()
+    for file in files:
+        existing = catalog.find_by_file(file)
+        if existing is not None:
+            refused.append(Refusal(file, f"already in the catalog as '{existing.id}'"))
+            continue
+        real = os.path.realpath(file)
+        if real in seen_files:
+            continue
+        try:
+            info = read_gguf(file)
+        except GGUFError as exc:
+            refused.append(Refusal(file, str(exc)))
+            continue
+        seen_files.add(real)
+        new_id = model_id or _unique_id(slug(file.stem), taken)
+        taken.add(new_id)
+        trained = info.context_length or DEFAULT_CONTEXT
+        try:
+            entries.append(CatalogEntry(
+                id=new_id,
+                path=_stored_path(catalog, file),
+                tasks=tuple(tasks) if tasks else (("chat",) if info.chat_template else ("completion",)),  # type: ignore[arg-type]
+                tier=tier or "swap",  # type: ignore[arg-type]
+                context=context or max(64, min(DEFAULT_CONTEXT, trained)),
+            ))
+        except ValueError as exc:
+            raise CatalogError(f"{file}: {exc}") from None
+    return entries, refused
+
+
+def add_models(store: CatalogStore, path: Path, **options: object) -> AddResult:
+    """Validate the files at ``path`` and append them to the catalog in one atomic write.
+
+    Options are those of :func:`propose_entries`.
+    """
+    entries, refused = propose_entries(store.current, path, **options)  # type: ignore[arg-type]
+    catalog = store.add(entries) if entries else store.current
+    return AddResult(tuple(entries), tuple(refused), catalog)
+
+
+def describe(catalog: Catalog) -> list[ModelRow]:
+    """Each entry with its file's header facts, or the reason they cannot be read."""
+    rows = []
+    for entry in catalog:
+        path = catalog.model_path(entry)
+        try:
+            info, problem = read_gguf(path), None
+        except GGUFError as exc:
+            info, problem = None, sanitize(f"{exc.field}: {exc.reason}")
+        rows.append(ModelRow(entry, path, info, problem))
+    return rows

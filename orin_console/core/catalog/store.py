@@ -1,0 +1,332 @@
+"""The model catalog (``models.toml``): validated by pydantic, saved atomically by tomlkit.
+
+The file holds an array of tables, one per model::
+
+    [[models]]
+    id = "smollm2"                         # unique; letters, digits, '.', '_', '-'
+    path = "models/SmolLM2-135M-Instruct.Q4_1.gguf"   # relative to this file
+    tasks = ["chat"]                        # chat, code, classification, summarisation, ...
+    tier = "ram"                            # preferred tier: ram, swap or disk
+    context = 2048                          # context size (tokens) the runner is started with
+    priority = 50                           # 0..100, higher wins ties in auto selection
+    pin = false                             # a pinned model keeps its tier
+    sha256 = "..."                          # optional; checked before loading
+
+A file that fails validation is refused whole: :class:`CatalogStore` keeps the last good
+catalog in force and the error names the entry, the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import tomllib
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import tomlkit
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from tomlkit.items import AoT, Table
+
+from orin_console.core.files import atomic_write_text
+from orin_console.core.errors import CatalogError
+
+Task = Literal["chat", "code", "classification", "summarisation", "extraction", "completion"]
+TierName = Literal["ram", "swap", "disk"]
+TASKS: tuple[str, ...] = get_args(Task)
+TIERS: tuple[str, ...] = get_args(TierName)
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+_NEW_FILE_HEADER = """\
+# Orin Console model catalog. One [[models]] table per model; paths are relative to this file.
+# Fields: id, path, tasks (chat, code, classification, summarisation, extraction, completion),
+# tier (ram, swap, disk), context, priority (0-100), pin, sha256 (optional).
+# Add models with `orin-console models add PATH-or-FOLDER`, or edit by hand: a bad edit is
+# refused whole and the last good catalog stays in force.
+"""
+
+
+class CatalogEntry(BaseModel):
+    """One model in the catalog."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=ID_PATTERN, description="Unique name used everywhere else.")
+    path: str = Field(min_length=1, description="GGUF file, relative to the catalog file.")
+    tasks: tuple[Task, ...] = Field(min_length=1, description="What the model is good for.")
+    tier: TierName = Field("swap", description="Preferred tier when loaded.")
+    context: int = Field(2048, ge=64, le=131072, description="Context size in tokens.")
+    priority: int = Field(50, ge=0, le=100, description="Tie-breaker in auto selection.")
+    pin: bool = Field(False, description="A pinned model keeps its tier.")
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="Expected checksum (lower-case hex)."
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _no_repeated_tasks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists a task twice")
+        return value
+
+    def to_toml(self) -> dict[str, Any]:
+        """The entry as the plain values written to ``models.toml`` (defaults included)."""
+        data = self.model_dump(exclude_none=True)
+        data["tasks"] = list(self.tasks)
+        return data
+
+
+class Catalog:
+    """An immutable, validated catalog: entries in file order, looked up by id."""
+
+    def __init__(self, path: Path, entries: Iterable[CatalogEntry]) -> None:
+        self.path = path
+        self.entries: tuple[CatalogEntry, ...] = tuple(entries)
+        self._by_id = {entry.id: entry for entry in self.entries}
+
+    def __iter__(self) -> Iterator[CatalogEntry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._by_id
+
+    def get(self, model_id: str) -> CatalogEntry:
+        """The entry called ``model_id``.
+
+        Raises:
+            CatalogError: no such model (the message lists the ids there are).
+        """
+        try:
+            return self._by_id[model_id]
+        except KeyError:
+            known = ", ".join(self._by_id) or "none"
+            raise CatalogError(f"no model '{model_id}' in {self.path} (known: {known})") from None
+
+    def model_path(self, entry: CatalogEntry) -> Path:
+        """The entry's file as an absolute path (relative paths are taken from the catalog's folder)."""
+        candidate = Path(entry.path).expanduser()
+        if not candidate.is_absolute():
+            candidate = self.path.parent / candidate
+        return Path(os.path.abspath(candidate))
+
+    def find_by_file(self, file: Path) -> CatalogEntry | None:
+        """The entry whose file resolves to the same real path as ``file``, if any."""
+        target = os.path.realpath(file)
+        for entry in self.entries:
+            if os.path.realpath(self.model_path(entry)) == target:
+                return entry
+        return None
+
+
+def _entry_label(raw: Any, index: int) -> str:
+    if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+        return f"model '{raw['id'][:64]}' (entry {index + 1})"
+    return f"entry {index + 1}"
+
+
+def _explain(err: dict[str, Any]) -> str:
+    field = ".".join(str(p) for p in err["loc"]) or "(entry)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = ", ".join(CatalogEntry.model_fields)
+        return f"field '{field}' is not known (allowed fields: {allowed})"
+    if kind == "missing":
+        return f"field '{field}' is required"
+    if kind == "literal_error":
+        return f"field '{field}' = {err.get('input')!r}: {err['msg'].lower()}"
+    if kind == "string_pattern_mismatch" and field == "id":
+        return (
+            f"field 'id' = {err.get('input')!r}: must start with a letter or digit and use only "
+            "letters, digits, '.', '_' and '-' (at most 64 characters)"
+        )
+    if kind == "string_pattern_mismatch" and field == "sha256":
+        return "field 'sha256' must be 64 lower-case hex digits"
+    return f"field '{field}' = {err.get('input')!r}: {err['msg'][0].lower()}{err['msg'][1:]}"
+
+
+def parse_catalog(text: str, path: Path) -> Catalog:
+    """Validate catalog text. Every problem is collected; any problem refuses the whole file.
+
+    Raises:
+        CatalogError: the file is not TOML, has unknown top-level keys, an invalid entry or a
+            duplicate id. The message names each entry and field at fault.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"{path}: not valid TOML: {exc}") from None
+    problems: list[str] = []
+    extra = sorted(set(data) - {"models"})
+    if extra:
+        problems.append(f"unknown top-level key(s) {', '.join(extra)} (only [[models]] tables belong here)")
+    raw_models = data.get("models", [])
+    if not isinstance(raw_models, list):
+        raise CatalogError(f"{path}: 'models' must be an array of tables ([[models]])")
+    entries: list[CatalogEntry] = []
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(raw_models):
+        label = _entry_label(raw, index)
+        if not isinstance(raw, dict):
+            problems.append(f"{label}: must be a table ([[models]])")
+            continue
+        try:
+            entry = CatalogEntry.model_validate(raw)
+        except ValidationError as exc:
+            problems.extend(f"{label}: {_explain(err)}" for err in exc.errors())
+            continue
+        if entry.id in seen:
+            problems.append(f"{label}: id '{entry.id}' is already used by entry {seen[entry.id] + 1}")
+            continue
+        seen[entry.id] = index
+        entries.append(entry)
+    if problems:
+        raise CatalogError(f"{path}: refused, the last good catalog stays in force: " + "; ".join(problems))
+    return Catalog(path, entries)
+
+
+class CatalogStore:
+    """Owns ``models.toml``: loads it, keeps the last good version, and edits it safely.
+
+    All edits re-read the file with tomlkit (so comments, order and formatting survive),
+    validate the result as a whole, and write it atomically. Thread-safe.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(os.path.abspath(Path(path).expanduser()))
+        self._lock = threading.RLock()
+        self._current: Catalog | None = None
+        self._stamp: tuple[int, int] | None = None
+
+    @property
+    def current(self) -> Catalog:
+        """The catalog in force (loading it on first use)."""
+        with self._lock:
+            if self._current is None:
+                return self.load()
+            return self._current
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def load(self) -> Catalog:
+        """Read and validate the file; on success it becomes the catalog in force.
+
+        A missing file is an empty catalog (``models add`` creates it).
+
+        Raises:
+            CatalogError: the file is invalid; the previous catalog stays in force.
+        """
+        with self._lock:
+            stamp = self._file_stamp()
+            try:
+                text = self.path.read_text(encoding="utf-8") if stamp else ""
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CatalogError(f"{self.path}: cannot read the catalog: {exc}") from None
+            catalog = parse_catalog(text, self.path)
+            self._current, self._stamp = catalog, stamp
+            return catalog
+
+    def reload_if_changed(self) -> Catalog | None:
+        """Re-validate the file when it changed on disk since the last load.
+
+        Returns:
+            The new catalog, or ``None`` when the file is unchanged.
+
+        Raises:
+            CatalogError: the new contents are invalid (the last good catalog stays).
+        """
+        with self._lock:
+            if self._file_stamp() == self._stamp and self._current is not None:
+                return None
+            stamp = self._file_stamp()
+            try:
+                return self.load()
+            except CatalogError:
+                self._stamp = stamp  # report a bad edit once, not on every poll
+                raise
+
+    def _edit(self, change: Callable[[tomlkit.TOMLDocument, AoT], None]) -> Catalog:
+        with self._lock:
+            try:
+                text = self.path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                text = _NEW_FILE_HEADER
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CatalogError(f"{self.path}: cannot read the catalog: {exc}") from None
+            parse_catalog(text, self.path)  # refuse to edit on top of a broken file
+            doc = tomlkit.parse(text)
+            models = doc.get("models")
+            if models is None:
+                models = tomlkit.aot()
+                doc.append("models", models)
+            change(doc, models)
+            new_text = tomlkit.dumps(doc)
+            catalog = parse_catalog(new_text, self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path, new_text)
+            self._current, self._stamp = catalog, self._file_stamp()
+            return catalog
+
+    def add(self, entries: Iterable[CatalogEntry]) -> Catalog:
+        """Append entries (one atomic write for all of them).
+
+        Raises:
+            CatalogError: an id is already taken or the file is invalid.
+        """
+        new = list(entries)
+        current = self.current
+
+        def change(_doc: tomlkit.TOMLDocument, models: AoT) -> None:
+            for entry in new:
+                if entry.id in current:
+                    raise CatalogError(f"a model called '{entry.id}' is already in {self.path}")
+                table = tomlkit.table()
+                for key, value in entry.to_toml().items():
+                    table.add(key, value)
+                models.append(table)
+
+        return self._edit(change)
+
+    def remove(self, model_id: str) -> Catalog:
+        """Remove the entry called ``model_id`` (the file stays on disk).
+
+        Raises:
+            CatalogError: no such model.
+        """
+        self.current.get(model_id)
+
+        def change(_doc: tomlkit.TOMLDocument, models: AoT) -> None:
+            keep = [t for t in models if t.get("id") != model_id]
+            models.clear()
+            for table in keep:
+                models.append(table)
+
+        return self._edit(change)
+
+    def update(self, model_id: str, **fields: Any) -> Catalog:
+        """Change fields of one entry in place (e.g. ``pin=True``, ``tier="ram"``).
+
+        Raises:
+            CatalogError: no such model, or the new values are invalid.
+        """
+        self.current.get(model_id)
+
+        def change(_doc: tomlkit.TOMLDocument, models: AoT) -> None:
+            for table in models:
+                if isinstance(table, Table) and table.get("id") == model_id:
+                    for key, value in fields.items():
+                        if value is None:
+                            table.pop(key, None)
+                        else:
+                            table[key] = list(value) if isinstance(value, tuple) else value
+
+        return self._edit(change)

@@ -1,0 +1,283 @@
+"""The inference engine: quick, chat and batch generation on top of the manager.
+
+Each request is routed first: the task is detected from the prompt (or the chat's last user
+message), a model is selected (``manual``, ``auto`` or ``hybrid``, see
+:mod:`orin_console.core.engine.selection`) from the manager's residency and usage, and the choice is
+explained. Then the model generates through the manager, which runs one generation at a time
+per model and answers a full queue with :class:`~orin_console.core.manager.types.ModelBusy`.
+
+When auto (or hybrid falling back to auto) picks a model that is not loaded, ``on_cold``
+decides: ``"load"`` loads it through admission control (the manager publishes the load's
+progress events), ``"resident"`` answers with the best loaded model instead and says so. A
+load that fails falls back to the best loaded model too, when there is one. A model named in
+``manual`` mode is always loaded.
+
+    engine = Engine(manager)
+    result = engine.quick("Summarise: ...", max_tokens=64)
+    print(result.text, result.summary())
+    with engine.stream_chat([{"role": "user", "content": "Hi"}]) as stream:
+        for piece in stream:
+            print(piece, end="")
+    print(stream.result.summary())
+
+Chat prompts are rendered with the model's own chat template from its GGUF by
+llama-cpp-python's sandboxed Jinja environment inside the runner; the engine never renders
+a template itself. A quick prompt goes through the template too (as one user message) when
+the model has one and the task is not plain text completion; ``as_chat`` overrides that.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from orin_console.core.engine.streams import BatchPiece, BatchStream, EngineStream
+from orin_console.core.engine.types import (
+    MAX_BATCH,
+    BatchFailure,
+    GenerationParams,
+    ParameterError,
+    Result,
+    Route,
+    check_messages,
+    check_prompt,
+)
+from orin_console.core.errors import OrinError
+from orin_console.core.manager.types import ModelState, SystemStatus
+from orin_console.core.engine.selection import MODES, Mode, Selection, SelectionError, select
+from orin_console.core.engine.tasks import TaskGuess, detect_chat_task, detect_task
+
+if TYPE_CHECKING:
+    from orin_console.core.manager.manager import Manager
+
+__all__ = ["BatchPiece", "BatchStream", "Engine", "EngineStream", "OnCold", "Route", "residency_of"]
+
+OnCold = Literal["load", "resident"]
+_WARM = ("ram", "swap", "loading")
+_NOTE_CHARS = 200
+
+
+def residency_of(status: SystemStatus) -> dict[str, str]:
+    """Model id -> what selection calls its tier: ``ram``, ``swap``, ``loading``, ``failed``.
+
+    Models that are not loaded (or are being unloaded) are left out: they count as ``disk``.
+    A model being moved still serves from its old tier, so it counts there.
+    """
+    residency: dict[str, str] = {}
+    for model in status.models:
+        if model.state in (ModelState.READY, ModelState.MOVING) and model.tier in ("ram", "swap"):
+            residency[model.model_id] = model.tier
+        elif model.state == ModelState.LOADING:
+            residency[model.model_id] = "loading"
+        elif model.state == ModelState.FAILED:
+            residency[model.model_id] = "failed"
+    return residency
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= _NOTE_CHARS else text[: _NOTE_CHARS - 1] + "…"
+
+
+class Engine:
+    """Quick, chat and batch generation, streamed or not, with selection and its explanation.
+
+    Thread-safe: it holds no per-request state; the manager serialises generations per model.
+
+    Args:
+        manager: the manager that owns the models.
+        on_cold: when auto selection picks a model that is not loaded: ``"load"`` it (through
+            admission control) or use the best ``"resident"`` model instead.
+        load_timeout: seconds to wait for a load before giving up on the request.
+    """
+
+    def __init__(self, manager: Manager, *, on_cold: OnCold = "load", load_timeout: float = 300.0) -> None:
+        if on_cold not in ("load", "resident"):
+            raise ParameterError("on_cold", on_cold, "'load' or 'resident'")
+        self.manager = manager
+        self.on_cold: OnCold = on_cold
+        self.load_timeout = load_timeout
+
+    # -- public: one request --------------------------------------------------------------
+
+    def quick(self, prompt: str, *, mode: Mode = "auto", model: str | None = None,
+              preferred: str | None = None, params: GenerationParams | None = None,
+              as_chat: bool | None = None, **fields: Any) -> Result:
+        """Generate an answer to one prompt (not streamed) and return it with its figures.
+
+        Args:
+            prompt: the prompt text.
+            mode: ``auto``, ``manual`` (``model`` is used) or ``hybrid`` (``preferred`` when it
+                is loaded and fits the task).
+            model: the model for ``manual``.
+            preferred: the operator's preferred model for ``hybrid``.
+            params: generation parameters; ``fields`` (``max_tokens=64``...) override them.
+            as_chat: send the prompt through the model's chat template (None: when it has one
+                and the task is not plain completion).
+
+        Raises:
+            ParameterError: a parameter or the prompt is invalid (the field is named).
+            SelectionError: no model can serve (manual: unknown or inadmissible model).
+            ModelBusy: the chosen model's queue is full.
+            OrinError: the model could not be loaded, or its runner failed.
+        """
+        return self.stream_quick(prompt, mode=mode, model=model, preferred=preferred, params=params,
+                                 as_chat=as_chat, incremental=False, **fields).collect()
+
+    def chat(self, messages: Sequence[Mapping[str, str]], *, mode: Mode = "auto",
+             model: str | None = None, preferred: str | None = None,
+             params: GenerationParams | None = None, **fields: Any) -> Result:
+        """Answer a chat (messages, oldest first) through the model's own chat template.
+
+        Arguments and errors as :meth:`quick`.
+        """
+        return self.stream_chat(messages, mode=mode, model=model, preferred=preferred,
+                                params=params, incremental=False, **fields).collect()
+
+    def stream_quick(self, prompt: str, *, mode: Mode = "auto", model: str | None = None,
+                     preferred: str | None = None, params: GenerationParams | None = None,
+                     as_chat: bool | None = None, incremental: bool = True, **fields: Any) -> EngineStream:
+        """Like :meth:`quick`, streamed: iterate the returned stream for text pieces.
+
+        The model is chosen now (``stream.selection``); loading and generation start on the
+        first iteration. With ``incremental=False`` the runner sends the whole text as one
+        piece at the end (less traffic when nobody watches the tokens arrive).
+        """
+        started = time.perf_counter()
+        checked = GenerationParams.build(params, **fields)
+        text = check_prompt(prompt)
+        route = self.route(detect_task(text), mode, model, preferred)
+        return EngineStream(self, route, checked, prompt=text, messages=None, as_chat=as_chat,
+                            stream=incremental, started=started)
+
+    def stream_chat(self, messages: Sequence[Mapping[str, str]], *, mode: Mode = "auto",
+                    model: str | None = None, preferred: str | None = None,
+                    params: GenerationParams | None = None, incremental: bool = True,
+                    **fields: Any) -> EngineStream:
+        """Like :meth:`chat`, streamed."""
+        started = time.perf_counter()
+        checked = GenerationParams.build(params, **fields)
+        msgs = check_messages(messages)
+        route = self.route(detect_chat_task(msgs), mode, model, preferred)
+        return EngineStream(self, route, checked, prompt=None, messages=msgs, as_chat=True,
+                            stream=incremental, started=started)
+
+    # -- public: batches ------------------------------------------------------------------
+
+    def batch(self, items: Sequence[str | Sequence[Mapping[str, str]]], *, mode: Mode = "auto",
+              model: str | None = None, preferred: str | None = None,
+              params: GenerationParams | None = None, **fields: Any) -> list[Result | BatchFailure]:
+        """Run several prompts (a string: quick; a list of messages: chat) one after another.
+
+        Each member is routed on its own. A member that fails becomes a :class:`BatchFailure`
+        with its error; the rest still run. Results come back in the order given.
+
+        Raises:
+            ParameterError: the batch itself or a shared parameter is invalid.
+        """
+        stream = self.stream_batch(items, mode=mode, model=model, preferred=preferred,
+                                   params=params, incremental=False, **fields)
+        for _ in stream:
+            pass
+        return stream.results
+
+    def stream_batch(self, items: Sequence[str | Sequence[Mapping[str, str]]], *,
+                     mode: Mode = "auto", model: str | None = None, preferred: str | None = None,
+                     params: GenerationParams | None = None, incremental: bool = True,
+                     **fields: Any) -> BatchStream:
+        """Like :meth:`batch`, streamed: iterate for :class:`BatchPiece` s."""
+        checked = GenerationParams.build(params, **fields)
+        if isinstance(items, (str, bytes)) or not isinstance(items, Sequence) \
+                or not 1 <= len(items) <= MAX_BATCH:
+            raise ParameterError("prompts", items if not isinstance(items, Sequence) else
+                                 f"{len(items)} items", f"a list of 1 to {MAX_BATCH} prompts")
+        return BatchStream(self, list(items), dict(mode=mode, model=model, preferred=preferred,
+                                                   params=checked), incremental)
+
+    # -- routing --------------------------------------------------------------------------
+
+    def preview(self, prompt: str | None = None, messages: Sequence[Mapping[str, str]] | None = None,
+                *, mode: Mode = "auto", model: str | None = None,
+                preferred: str | None = None) -> Route:
+        """Which model would answer, and why, without loading or generating anything."""
+        if (prompt is None) == (messages is None):
+            raise ParameterError("prompt", None, "given exactly once (a prompt or messages)")
+        guess = detect_task(check_prompt(prompt)) if prompt is not None \
+            else detect_chat_task(check_messages(messages))
+        return self.route(guess, mode, model, preferred)
+
+    def route(self, guess: TaskGuess, mode: Mode, model: str | None, preferred: str | None) -> Route:
+        """Select the model for a detected task, applying ``on_cold``.
+
+        Raises:
+            ParameterError: an unknown mode.
+            SelectionError: no model can serve.
+        """
+        if mode not in MODES:
+            raise ParameterError("mode", mode, f"one of {', '.join(MODES)}")
+        manager = self.manager
+        catalog = manager.catalog
+        residency = residency_of(manager.status())
+        usage = manager.usage.snapshot()
+        cache: dict[str, str | None] = {}
+        check = None if mode == "manual" else (lambda mid: self._cold_tier(mid, cache) is not None)
+        selection = select(mode, guess, catalog, residency, usage, model=model,
+                           preferred=preferred, admissible=check)
+        chosen = selection.model_id
+        if residency.get(chosen) in _WARM:
+            return Route(selection)
+        tier = self._cold_tier(chosen, cache) or self._default_tier(chosen)
+        if mode == "manual" or self.on_cold == "load":
+            return Route(selection, tier)
+        alternative = self._best_loaded(guess, mode, preferred, residency, usage)
+        if alternative is None:
+            return Route(selection, tier, (f"no loaded model can serve {guess.task}, so `{chosen}` is loaded",))
+        note = (f"{mode} picked `{chosen}`, which is not loaded; on_cold=resident, so the best "
+                f"loaded model answers")
+        return Route(alternative, None, (note,))
+
+    def _best_loaded(self, guess: TaskGuess, mode: Mode, preferred: str | None,
+                     residency: Mapping[str, str], usage: Mapping[str, Any]) -> Selection | None:
+        try:
+            return select(mode, guess, self.manager.catalog, residency, usage,
+                          preferred=preferred, admissible=lambda _mid: False)
+        except SelectionError:
+            return None
+
+    def fallback(self, route: Route, error: OrinError) -> Route | None:
+        """After ``route``'s model failed to load: the best loaded model, or None (manual mode,
+        or nothing loaded)."""
+        selection = route.selection
+        if selection.mode == "manual":
+            return None
+        manager = self.manager
+        alternative = self._best_loaded(selection.guess, selection.mode, None,
+                                        residency_of(manager.status()), manager.usage.snapshot())
+        if alternative is None or alternative.model_id == selection.model_id:
+            return None
+        note = f"`{selection.model_id}` could not be loaded ({_short(error)}); the best loaded model answered"
+        return Route(alternative, None, (*route.notes, note))
+
+    def _default_tier(self, model_id: str) -> str:
+        tier = self.manager.catalog.get(model_id).tier
+        return tier if tier in ("ram", "swap") else "swap"
+
+    def _cold_tier(self, model_id: str, cache: dict[str, str | None]) -> str | None:
+        """The tier a cold model would be admitted into now (its preferred tier; a RAM-tier
+        model may fall back to swap; a disk-tier model loads into swap), or None."""
+        if model_id in cache:
+            return cache[model_id]
+        preferred = self.manager.catalog.get(model_id).tier
+        order = ("ram", "swap") if preferred == "ram" else ("swap",)
+        chosen = None
+        for tier in order:
+            try:
+                ok = self.manager.plan(model_id, tier).ok
+            except OrinError:  # an unreadable file, say: not admissible
+                ok = False
+            if ok:
+                chosen = tier
+                break
+        cache[model_id] = chosen
+        return chosen

@@ -1,0 +1,1 @@
+"""Typed events: the bus (``bus``) and the events the core publishes (``kinds``)."""

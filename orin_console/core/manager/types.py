@@ -1,0 +1,104 @@
+"""The manager's value types: model states, status snapshots and its errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from orin_console.core.errors import OrinError
+
+
+class ModelState(StrEnum):
+    """Where a model is in its life cycle."""
+
+    UNLOADED = "unloaded"
+    """In the catalog, no runner (the disk tier)."""
+    LOADING = "loading"
+    READY = "ready"
+    MOVING = "moving"
+    """Changing tier; the old runner serves until the new one is ready (make-before-break)."""
+    UNLOADING = "unloading"
+    FAILED = "failed"
+    """The runner died or the load failed; the next request or command restarts it."""
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """A snapshot of one catalog model, for the TUI, the API and the CLI.
+
+    Attributes:
+        model_id: catalog id.
+        state: see :class:`ModelState`.
+        tier: where it runs now: ``ram``, ``swap`` or ``disk`` (not loaded).
+        target_tier: where a load or move in progress is taking it.
+        preferred_tier: the catalog's ``tier``.
+        pin: the catalog's ``pin`` (the plan keeps it where it is).
+        resident: ``"pinned"`` (weights locked), ``"resident, not pinned"`` (locking was asked
+            for but is impossible; see ``notes``), ``"pageable"`` (swap tier), or None.
+        progress: 0..1 while loading or moving.
+        pid: the runner process.
+        predicted_bytes: admission's prediction for the current (or target) tier.
+        prediction: the prediction itemised ("weights 0.1 + KV 0.0 + ... GB").
+        measured_bytes: the runner's RSS + swap (+ GPU) from the OS, after load or use.
+        prediction_error: (predicted - measured) / measured, when both are known.
+        load_seconds: the last load's duration (llama.cpp's part).
+        move_seconds_per_gb: the last tier move's seconds per GB of model file.
+        error: why it failed, in operator words (signal, stderr tail, fix).
+        busy: generating now.
+        queued: generations waiting for this model.
+        notes: plain sentences (CPU only, not pinned and how to fix it, ...).
+    """
+
+    model_id: str
+    state: ModelState
+    tier: str
+    target_tier: str | None = None
+    preferred_tier: str = "swap"
+    pin: bool = False
+    resident: str | None = None
+    progress: float | None = None
+    pid: int | None = None
+    predicted_bytes: int | None = None
+    prediction: str | None = None
+    measured_bytes: int | None = None
+    prediction_error: float | None = None
+    load_seconds: float | None = None
+    move_seconds_per_gb: float | None = None
+    error: str | None = None
+    busy: bool = False
+    queued: int = 0
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TierUsage:
+    """One loaded tier: its budget and what its models use (measured, else predicted)."""
+
+    tier: str
+    budget: int
+    used: int
+    models: tuple[str, ...]
+
+    @property
+    def free(self) -> int:
+        """Budget left."""
+        return max(0, self.budget - self.used)
+
+
+@dataclass(frozen=True)
+class SystemStatus:
+    """Everything the console shows at once."""
+
+    models: tuple[ModelStatus, ...]
+    tiers: tuple[TierUsage, ...]
+    mem_available: int
+    swap_free: int
+    reserve: int
+
+
+class ModelBusy(OrinError):
+    """The model's generation queue is full; try again or pick another model."""
+
+
+class ModelUnavailable(OrinError):
+    """The model cannot serve: it failed to load, died, or was removed from the catalog."""

@@ -1,0 +1,2 @@
+"""Placement: usage records (``usage``), the usage-based placement plan (``plan``), applying it
+(``optimiser``) and predictive preloading (``preload``)."""
