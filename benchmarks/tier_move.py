@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orin_console.core.manager.manager import Manager  # noqa: E402
+from orin_console.core import create_core  # noqa: E402
 from orin_console.core.memory.prediction import GB  # noqa: E402
 from orin_console.core.runner import GenerateRequest  # noqa: E402
 from orin_console.core.settings import load_settings  # noqa: E402
@@ -56,7 +56,9 @@ def main() -> int:
         runs = {}
         for label, spare in (("cold start", False), ("warm spare", True)):
             moves: dict[str, list[float]] = {"swap->ram": [], "ram->swap": []}
-            with Manager(settings, n_threads=args.threads, watch_interval_s=0, spare_runner=spare) as manager:
+            with create_core(settings, telemetry=False, optimiser=False, n_threads=args.threads,
+                             watch_interval_s=0, spare_runner=spare) as core:
+                manager = core.manager
                 time.sleep(args.gap)
                 t0 = time.perf_counter()
                 manager.load("m", "swap").result()
