@@ -20,6 +20,7 @@ from rich.console import Console
 
 from orin_console import __version__
 from orin_console.core.errors import OrinError
+from orin_console.core.lifecycle import ConsoleTerminated, terminate_on_signals
 from orin_console.core.settings import Settings, load_settings
 
 EXIT_USAGE = 2
@@ -97,9 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        overrides = {"catalog_path": args.catalog} if args.catalog else {}
-        settings = load_settings(args.config, **overrides)
-        return int(args.func(args, Context(settings=settings, console=out, err=err)) or 0)
+        with terminate_on_signals():
+            overrides = {"catalog_path": args.catalog} if args.catalog else {}
+            settings = load_settings(args.config, **overrides)
+            return int(args.func(args, Context(settings=settings, console=out, err=err)) or 0)
+    except ConsoleTerminated as exc:
+        err.print(f"orin-console: {exc}; shut down cleanly", markup=False)
+        return exc.exit_status
     except OrinError as exc:
         err.print(f"orin-console: error: {exc}", markup=False, soft_wrap=True)
         return EXIT_USAGE

@@ -25,6 +25,7 @@ from orin_console.core import create_core
 from orin_console.core.engine.inference import EngineStream
 from orin_console.core.engine.types import EngineError, GenerationParams, Result
 from orin_console.core.events.bus import Event, EventBus
+from orin_console.core.lifecycle import ConsoleTerminated
 from orin_console.core.manager.types import ModelBusy, ModelUnavailable
 from orin_console.core.events.kinds import LoadProgress
 from orin_console.core.runner import RunnerError
@@ -148,7 +149,7 @@ def _serve(stream: EngineStream, args: argparse.Namespace, ctx: Context, progres
                     out.write(text)
                     out.flush()
                     tail = text[-1]
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         interrupted = True
         stream.cancel()
         try:
@@ -156,6 +157,8 @@ def _serve(stream: EngineStream, args: argparse.Namespace, ctx: Context, progres
                 pass
         except KeyboardInterrupt:
             pass
+        if isinstance(exc, ConsoleTerminated):
+            raise  # SIGTERM/SIGHUP: the core closes on the way out; main reports it
     except BrokenPipeError:  # e.g. `| head`: stop generating, say nothing more
         stream.close()
         devnull = os.open(os.devnull, os.O_WRONLY)
