@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from orin_console.core.text import sanitize_path
+
 
 class OrinError(Exception):
     """Base class of every error the core raises on purpose.
@@ -18,14 +20,14 @@ class GGUFError(OrinError):
         field: the header field, metadata key or tensor that is wrong (e.g. ``"n_tensors"``,
             ``"general.architecture"``, ``"tensor[3].offset"``).
         reason: what is wrong with it.
-        path: the file, when known.
+        path: the file, when known, as the user gave it (shown sanitised in the message).
     """
 
     def __init__(self, field: str, reason: str, path: str | None = None) -> None:
         self.field = field
         self.reason = reason
         self.path = path
-        where = f"{path}: " if path else ""
+        where = f"{sanitize_path(path)}: " if path else ""
         super().__init__(f"{where}invalid GGUF: {field}: {reason}")
 
 

@@ -6,11 +6,12 @@ need to read the parsing machinery.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
 from enum import IntEnum
 
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
+
+from orin_console.core.text import sanitize  # the one sanitiser; re-exported for the reader
 
 __all__ = [
     "GGUFInfo",
@@ -127,46 +128,6 @@ def ftype_name(file_type: int) -> str | None:
         if name.startswith(prefix):
             return name[len(prefix) :]
     return None  # GUESSED alone is not a type
-
-
-# Bidirectional controls that can make a string display differently from what it is.
-_BIDI_CONTROLS = frozenset(
-    [chr(c) for c in range(0x202A, 0x202F)]
-    + [chr(c) for c in range(0x2066, 0x206A)]
-    + ["\u200e", "\u200f", "\u061c"]
-)
-_LINE_BREAKS = frozenset({"\u2028", "\u2029"})
-
-
-def sanitize(text: str, *, multiline: bool = False, replacement: str = "?") -> str:
-    """Make untrusted text from a model file safe to show in a terminal or a web page.
-
-    Replaces every control character (Unicode category Cc: C0 including ESC, CR and LF,
-    DEL and C1), the bidirectional overrides and isolates (U+202A–U+202E, U+2066–U+2069,
-    plus the LRM/RLM/ALM marks) and the Unicode line/paragraph separators.
-
-    Args:
-        text: the text to clean.
-        multiline: keep ``"\\n"`` and ``"\\t"`` (for showing a chat template as a block).
-        replacement: what each removed character becomes.
-
-    Returns:
-        The cleaned text; unchanged when it contained nothing to replace.
-    """
-    out: list[str] | None = None
-    for i, ch in enumerate(text):
-        bad = False
-        if ch in _BIDI_CONTROLS or ch in _LINE_BREAKS:
-            bad = True
-        elif unicodedata.category(ch) == "Cc":
-            bad = not (multiline and ch in "\n\t")
-        if bad:
-            if out is None:
-                out = list(text[:i])
-            out.append(replacement)
-        elif out is not None:
-            out.append(ch)
-    return text if out is None else "".join(out)
 
 
 @dataclass(frozen=True)
