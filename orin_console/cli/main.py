@@ -21,6 +21,7 @@ from rich.console import Console
 from orin_console import __version__
 from orin_console.core.errors import OrinError
 from orin_console.core.lifecycle import ConsoleTerminated, terminate_on_signals
+from orin_console.core.text import sanitize
 from orin_console.core.settings import Settings, load_settings
 
 EXIT_USAGE = 2
@@ -106,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(f"orin-console: {exc}; shut down cleanly", markup=False)
         return exc.exit_status
     except OrinError as exc:
-        err.print(f"orin-console: error: {exc}", markup=False, soft_wrap=True)
+        err.print(f"orin-console: error: {sanitize(str(exc), multiline=True)}", markup=False, soft_wrap=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
         err.print("orin-console: interrupted", markup=False)
@@ -116,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         else:
             err.print(
-                f"orin-console: internal error: {type(exc).__name__}: {exc} "
+                f"orin-console: internal error: {type(exc).__name__}: {sanitize(str(exc))} "
                 "(set ORIN_DEBUG=1 for the traceback and please report it)",
                 markup=False,
                 soft_wrap=True,

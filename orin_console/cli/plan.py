@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from orin_console.core import create_core
+from orin_console.core.text import sanitize
 from orin_console.core.placement.optimiser import plan_for
 
 from orin_console.cli.main import Context
@@ -35,7 +36,7 @@ def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         ctx.console.print_json(json.dumps(plan.to_dict()))
         return 0
-    ctx.console.print(plan.explain(), markup=False, highlight=False, soft_wrap=True)
+    ctx.console.print(sanitize(plan.explain(), multiline=True), markup=False, highlight=False, soft_wrap=True)
     ctx.err.print("(nothing was loaded or moved: a running console applies the plan when "
                   "auto-optimise is on)", markup=False, soft_wrap=True)
     return 0

@@ -3,11 +3,13 @@
 The answer goes to standard output; everything else (load progress, the closing line with
 the model, the reason, TTFT and tokens/s) goes to standard error, so
 ``orin-console run "..." > answer.txt`` keeps only the answer. Control characters a model
-emits (other than newline and tab) are dropped so they cannot drive the terminal.
+emits (other than newline and tab) and bidi overrides are dropped (``core.text.sanitize``) so
+they cannot drive the terminal or disguise text.
 
 Exit status: 0 answered; 1 the model could not serve (load refused or failed, runner died,
 busy); 2 bad input (one line saying what); 130 interrupted (Ctrl-C cancels the generation
-within one token and ends the runners).
+within one token and ends the runners); 143 / 129 SIGTERM / SIGHUP (the same, then the console
+shuts down cleanly).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -26,6 +27,7 @@ from orin_console.core.engine.inference import EngineStream
 from orin_console.core.engine.types import EngineError, GenerationParams, Result
 from orin_console.core.events.bus import Event, EventBus
 from orin_console.core.lifecycle import ConsoleTerminated
+from orin_console.core.text import sanitize
 from orin_console.core.manager.types import ModelBusy, ModelUnavailable
 from orin_console.core.events.kinds import LoadProgress
 from orin_console.core.runner import RunnerError
@@ -35,7 +37,6 @@ from orin_console.cli.main import Context
 
 EXIT_SERVE_FAILED = 1
 EXIT_INTERRUPTED = 130
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SERVE_ERRORS = (AdmissionRefused, ModelBusy, ModelUnavailable, RunnerError)
 
 
@@ -62,7 +63,8 @@ def register(sub: Any) -> None:
 
 
 def _clean(text: str) -> str:
-    return _CONTROL.sub("", text)
+    """Model output made safe for a terminal: control and bidi characters dropped."""
+    return sanitize(text, multiline=True, replacement="")
 
 
 class _Progress:
