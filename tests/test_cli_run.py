@@ -16,6 +16,7 @@ import pytest
 
 from orin_console.cli.main import main
 from orin_console.testing.tiny_models import write_tiny_llama
+from orin_console.testing.waits import wait_until
 
 from conftest import REPO_ROOT, demo_model
 
@@ -158,10 +159,7 @@ def test_ctrl_c_cancels_and_ends_the_runner(catalog: Path) -> None:
     assert proc.returncode == 130, err
     assert time.monotonic() - started < 5
     assert "· cancelled" in err.decode()
-    deadline = time.monotonic() + 5
-    while _marked_processes(mark) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _marked_processes(mark) == []
+    wait_until(lambda: _marked_processes(mark) == [], timeout=5, interval=0.05, what="the console and runner to exit")
 
 
 @pytest.mark.slow

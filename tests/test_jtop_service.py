@@ -20,9 +20,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -30,6 +30,7 @@ from jtop_fake_orin import FakeOrin
 from orin_console.cli.main import main
 from orin_console.core.events.bus import EventBus, TelemetrySourceChanged
 from orin_console.core.telemetry import JtopSource, PsutilSource, Sample, Sampler, measure_process
+from orin_console.testing.waits import wait_until
 
 # jetson-stats' client calls distro.linux_distribution(), deprecated upstream; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:distro.linux_distribution:DeprecationWarning")
@@ -38,6 +39,7 @@ HARNESS = Path(__file__).with_name("jtop_fake_orin.py")
 SOCKET = Path("/run/jtop.sock")
 FAKE_SYS = Path("/fake_sys")
 MiB = 1024**2
+T = TypeVar("T")
 
 
 def _why_not(tmp: Path) -> str | None:
@@ -118,14 +120,11 @@ def jtop_service(tmp_path: Path) -> Iterator[JtopService]:
     assert FAKE_SYS.exists() is not made_fake_sys
 
 
-def _wait_for(what: str, check: Callable[[], object], service: JtopService, timeout: float = 20.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; service log:\n{service.log()}")
+def _wait_for(what: str, check: Callable[[], T], service: JtopService, timeout: float = 20.0) -> T:
+    try:
+        return wait_until(check, timeout=timeout, interval=0.05, what=what)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; service log:\n{service.log()}") from None
 
 
 def test_console_reads_the_real_jtop_service(jtop_service: JtopService) -> None:
@@ -206,15 +205,14 @@ def test_cli_json_from_the_real_service(jtop_service: JtopService, capsys: pytes
     jtop_service.board.set_readings(gpu_load_pct=44.4, nvpmodel_id=1)
     jtop_service.start()
     _wait_for("the service socket", SOCKET.exists, jtop_service)
-    deadline = time.monotonic() + 20
-    data: dict[str, object] = {}
-    while time.monotonic() < deadline:  # the socket appears a moment before the service answers
+
+    def telemetry_json() -> dict[str, Any] | None:
         capsys.readouterr()
         assert main(["telemetry", "--json", "--source", "jtop", "--interval", "0.5"]) == 0
-        data = json.loads(capsys.readouterr().out)
-        if data["source"] == "jtop":
-            break
-        time.sleep(0.2)
-    assert data["source"] == "jtop", jtop_service.log()
+        data: dict[str, Any] = json.loads(capsys.readouterr().out)
+        return data if data["source"] == "jtop" else None
+
+    # the socket appears a moment before the service answers
+    data = _wait_for("the CLI to read from jtop", telemetry_json, jtop_service)
     assert data["gpu_load"] == 44.4 and data["nvpmodel"] == "7W" and data["stale"] is False
     assert data["sources"][0]["state"] == "active"  # type: ignore[index]

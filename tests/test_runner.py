@@ -24,6 +24,7 @@ from orin_console.core.runner import (
     RunnerError,
     tier_config,
 )
+from orin_console.testing.waits import wait_until
 
 HOOKS = {"ORIN_RUNNER_TEST_HOOKS": "1"}
 TOKEN_DELAY_S = 0.02  # the slow runner stands in for a real model: 50 tokens/s
@@ -117,13 +118,12 @@ def test_stop_string_ends_the_generation(runner: Runner) -> None:
 
 def wait_for_tokens(r: Runner, n: int, timeout: float = 10.0) -> int:
     """Poll the runner (bounded) until its generation has produced ``n`` tokens."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def tokens() -> int:
         health = r.ping()
-        if health.state == "generating" and health.tokens >= n:
-            return health.tokens
-        time.sleep(TOKEN_DELAY_S / 4)
-    raise AssertionError(f"{r.model_id} did not reach {n} tokens in {timeout} s")
+        return health.tokens if health.state == "generating" and health.tokens >= n else 0
+
+    return wait_until(tokens, timeout=timeout, interval=TOKEN_DELAY_S / 4, what=f"{r.model_id} to reach {n} tokens")
 
 
 def test_cancel_stops_within_one_token(slow_runner: Runner) -> None:

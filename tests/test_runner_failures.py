@@ -26,6 +26,7 @@ from orin_console.core.runner import (
     RunnerLoadError,
     tier_config,
 )
+from orin_console.testing.waits import wait_until
 
 HOOKS = {"ORIN_RUNNER_TEST_HOOKS": "1", "ORIN_RUNNER_TEST_TOKEN_DELAY_S": "0.02"}
 LONG = GenerateRequest(prompt="Hello", max_tokens=200, temperature=0.0)
@@ -54,10 +55,7 @@ def _runner(model: Path, name: str, watch: ExitWatch | None = None, hooks: bool 
 
 
 def _wait_for_tokens(r: Runner, n: int) -> None:
-    deadline = time.monotonic() + 10
-    while r.ping().tokens < n:
-        assert time.monotonic() < deadline, "no tokens"
-        time.sleep(0.005)
+    wait_until(lambda: r.ping().tokens >= n, timeout=10, interval=0.005, what=f"{r.model_id} to produce {n} tokens")
 
 
 def test_sigkill_mid_stream_fails_the_stream_with_the_reason(tiny_model_path: Path) -> None:
@@ -185,10 +183,7 @@ def test_runner_exits_when_the_console_dies(tiny_model_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     pid = int(out.stdout.strip())
-    deadline = time.monotonic() + 10
-    while _running(pid):
-        assert time.monotonic() < deadline, "orphaned runner still running"
-        time.sleep(0.01)
+    wait_until(lambda: not _running(pid), timeout=10, what="the orphaned runner to exit")
 
 
 def _running(pid: int) -> bool:

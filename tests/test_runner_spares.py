@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 from orin_console.core.runner import GenerateRequest, Runner, SpareRunners, tier_config
+from orin_console.testing.waits import wait_until
 
 
 def _wait_for_spare(spares: SpareRunners, timeout: float = 30.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        spare = spares._spare
-        if spare is not None:
-            return spare[0].pid
-        time.sleep(0.01)
-    raise AssertionError("no spare runner was started")
+    spare = wait_until(lambda: spares._spare, timeout=timeout, what="a spare runner to start")
+    return spare[0].pid
 
 
 def test_runner_adopts_the_spare_and_a_new_one_follows(tiny_model_path: Path) -> None:

@@ -24,6 +24,7 @@ from orin_console.core.telemetry import (
     TelemetryError,
     build_sources,
 )
+from orin_console.testing.waits import wait_until
 from telemetry_fakes import ScriptedSource, failed, make_sample, unavailable
 
 
@@ -232,13 +233,8 @@ def test_thread_samples_publishes_and_stops_cleanly() -> None:
     sampler.start()
     with pytest.raises(RuntimeError):
         sampler.start()
-    events = []
-    deadline = time.monotonic() + 5
-    while len(events) < 5 and time.monotonic() < deadline:
-        event = got.get(timeout=1)
-        if event is not None:
-            events.append(event)
-    assert len(events) == 5 and sampler.running
+    events = [wait_until(lambda: got.get(timeout=0.1), what=f"telemetry sample {i + 1}") for i in range(5)]
+    assert sampler.running
     started = time.monotonic()
     sampler.stop()
     assert time.monotonic() - started < 1.0
@@ -255,9 +251,7 @@ def test_thread_samples_publishes_and_stops_cleanly() -> None:
 def test_stop_does_not_wait_for_a_long_interval() -> None:
     sampler = Sampler([ScriptedSource("psutil")], interval_s=30.0)
     with sampler:
-        deadline = time.monotonic() + 5
-        while sampler.latest() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_until(sampler.latest, interval=0.005, what="the first sample")
         started = time.monotonic()
     assert time.monotonic() - started < 1.0 and not sampler.running
 
@@ -267,10 +261,7 @@ def test_thread_survives_a_source_that_always_raises() -> None:
     ps = ScriptedSource("psutil", clock=time.monotonic)
     sampler = Sampler([broken, ps], interval_s=0.02, retry_initial_s=0.02, retry_max_s=0.02)
     with sampler:
-        deadline = time.monotonic() + 5
-        while broken.read_calls < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-    assert broken.read_calls >= 3
+        wait_until(lambda: broken.read_calls >= 3, what="three reads of the broken source")
     assert sampler.latest() is not None and sampler.latest().source == "psutil"  # type: ignore[union-attr]
 
 

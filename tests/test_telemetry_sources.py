@@ -33,6 +33,7 @@ from orin_console.core.telemetry import (
 from orin_console.core.telemetry import jtop_source as jtop_mod
 from orin_console.core.telemetry.process import ProcessMemory, read_vm_swap
 from orin_console.core.telemetry.psutil_source import cpu_load, memory_fields, read_cpu_times, read_meminfo
+from orin_console.testing.waits import wait_until
 from telemetry_fakes import KB, ORIN_NANO_STATS, FakeJtop, fake_pynvml, make_sample, unix_socket
 
 GiB = 1024**3
@@ -557,10 +558,7 @@ def test_jtop_service_that_never_answers_times_out(tmp_path: Path, meminfo: Path
     with unix_socket(tmp_path / "jtop.sock"), pytest.raises(SourceUnavailable, match="did not answer"):
         src.open()
     release.set()
-    deadline = time.monotonic() + 5
-    while not client.closed and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert client.closed  # the late answer does not leave a client running
+    wait_until(lambda: client.closed, what="the late client to close")  # the late answer leaves no client running
 
 
 @needs_jtop
