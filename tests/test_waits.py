@@ -55,3 +55,4 @@ def test_an_exception_in_the_predicate_propagates_at_once() -> None:
     with pytest.raises(KeyError):
         wait_until(broken, timeout=5)
     assert time.monotonic() - started < 1
+
