@@ -116,7 +116,8 @@ def test_failed_write_leaves_the_file_and_no_temp(tmp_path: Path, monkeypatch: p
     with pytest.raises(OSError, match="disk full"):
         CatalogStore(path).add([CatalogEntry(id="b", path="b.gguf", tasks=("chat",))])
     assert path.read_text() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["models.toml"]
+    # No temp file is left; the edit lock file stays (removing it would race a locker).
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".models.toml.lock", "models.toml"]
 
 
 _SAVER = """
@@ -143,6 +144,6 @@ def test_kill_during_saves_never_leaves_a_broken_file(tmp_path: Path) -> None:
         text = path.read_text()
         assert text.startswith("# keep me\n")
         assert parse_catalog(text, path).get("a").tasks[0] == "chat"
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "models.toml"]
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name not in ("models.toml", ".models.toml.lock")]
     # A kill between mkstemp and rename can leave a temp file; it is never the catalog itself.
     assert all(name.startswith(".models.toml.") and name.endswith(".tmp") for name in leftovers)

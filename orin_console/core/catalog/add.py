@@ -14,7 +14,8 @@ from pathlib import Path
 
 from orin_console.core.catalog.store import TASKS, TIERS, Catalog, CatalogEntry, CatalogStore
 from orin_console.core.errors import CatalogError, GGUFError
-from orin_console.core.gguf import GGUFInfo, read_gguf, sanitize
+from orin_console.core.gguf import GGUFInfo, read_gguf
+from orin_console.core.text import sanitize, sanitize_path
 
 DEFAULT_CONTEXT = 2048
 
@@ -60,9 +61,9 @@ def discover(path: Path) -> list[Path]:
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
         )
         if not found:
-            raise CatalogError(f"{path}: no .gguf files in this folder")
+            raise CatalogError(f"{sanitize_path(path)}: no .gguf files in this folder")
         return found
-    raise CatalogError(f"{path}: no such file or folder")
+    raise CatalogError(f"{sanitize_path(path)}: no such file or folder")
 
 
 def slug(text: str) -> str:
@@ -110,14 +111,14 @@ def propose_entries(
     """
     for task in tasks or ():
         if task not in TASKS:
-            raise CatalogError(f"unknown task '{task}' (allowed: {', '.join(TASKS)})")
+            raise CatalogError(f"unknown task '{sanitize(task)}' (allowed: {', '.join(TASKS)})")
     if tier is not None and tier not in TIERS:
-        raise CatalogError(f"unknown tier '{tier}' (allowed: {', '.join(TIERS)})")
+        raise CatalogError(f"unknown tier '{sanitize(tier)}' (allowed: {', '.join(TIERS)})")
     files = discover(path)
     if model_id is not None and len(files) > 1:
-        raise CatalogError(f"--id names one model but {path} holds {len(files)} .gguf files")
+        raise CatalogError(f"--id names one model but {sanitize_path(path)} holds {len(files)} .gguf files")
     if model_id is not None and model_id in catalog:
-        raise CatalogError(f"a model called '{model_id}' is already in {catalog.path}")
+        raise CatalogError(f"a model called '{sanitize(model_id)}' is already in {sanitize_path(catalog.path)}")
     taken = {entry.id for entry in catalog}
     entries: list[CatalogEntry] = []
     refused: list[Refusal] = []
@@ -148,17 +149,25 @@ def propose_entries(
                 context=context or max(64, min(DEFAULT_CONTEXT, trained)),
             ))
         except ValueError as exc:
-            raise CatalogError(f"{file}: {exc}") from None
+            raise CatalogError(f"{sanitize_path(file)}: {sanitize(str(exc))}") from None
     return entries, refused
 
 
 def add_models(store: CatalogStore, path: Path, **options: object) -> AddResult:
     """Validate the files at ``path`` and append them to the catalog in one atomic write.
 
-    Options are those of :func:`propose_entries`.
+    The entries are proposed while the catalog's file lock is held, against the catalog as
+    it is on disk then, so parallel ``models add`` runs neither lose each other's entries
+    nor hand out the same id twice. Options are those of :func:`propose_entries`.
     """
-    entries, refused = propose_entries(store.current, path, **options)  # type: ignore[arg-type]
-    catalog = store.add(entries) if entries else store.current
+    proposed: list[tuple[list[CatalogEntry], list[Refusal]]] = []
+
+    def plan(fresh: Catalog) -> list[CatalogEntry]:
+        proposed.append(propose_entries(fresh, path, **options))  # type: ignore[arg-type]
+        return proposed[-1][0]
+
+    catalog = store.add_planned(plan)
+    entries, refused = proposed[-1]
     return AddResult(tuple(entries), tuple(refused), catalog)
 
 

@@ -14,6 +14,13 @@ The file holds an array of tables, one per model::
 
 A file that fails validation is refused whole: :class:`CatalogStore` keeps the last good
 catalog in force and the error names the entry, the field and what is allowed.
+
+The file is read only when it is a regular file of at most :data:`CATALOG_LIMIT` bytes.
+Edits from several processes at once (``models add`` run in parallel, the console pinning a
+model while the operator adds one) are serialised by an exclusive lock on
+``.models.toml.lock`` beside the file; each edit re-reads the file under the lock, so no
+edit is lost. A catalog that is a symbolic link is edited through the link: its target
+changes and the link stays.
 """
 
 from __future__ import annotations
@@ -29,8 +36,14 @@ import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tomlkit.items import AoT, Table
 
-from orin_console.core.files import atomic_write_text
 from orin_console.core.errors import CatalogError
+from orin_console.core.text import sanitize, sanitize_path
+from orin_console.core.files import (
+    CONFIG_FILE_LIMIT,
+    atomic_write_text,
+    exclusive_lock,
+    read_text_file,
+)
 
 Task = Literal["chat", "code", "classification", "summarisation", "extraction", "completion"]
 TierName = Literal["ram", "swap", "disk"]
@@ -38,6 +51,9 @@ TASKS: tuple[str, ...] = get_args(Task)
 TIERS: tuple[str, ...] = get_args(TierName)
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+CATALOG_LIMIT = CONFIG_FILE_LIMIT
+"""The largest catalog file read (1 MB; a thousand entries take about 200 KB)."""
 
 _NEW_FILE_HEADER = """\
 # Orin Console model catalog. One [[models]] table per model; paths are relative to this file.
@@ -105,7 +121,9 @@ class Catalog:
             return self._by_id[model_id]
         except KeyError:
             known = ", ".join(self._by_id) or "none"
-            raise CatalogError(f"no model '{model_id}' in {self.path} (known: {known})") from None
+            raise CatalogError(
+                f"no model '{sanitize(model_id)}' in {sanitize_path(self.path)} (known: {known})"
+            ) from None
 
     def model_path(self, entry: CatalogEntry) -> Path:
         """The entry's file as an absolute path (relative paths are taken from the catalog's folder)."""
@@ -159,14 +177,14 @@ def parse_catalog(text: str, path: Path) -> Catalog:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise CatalogError(f"{path}: not valid TOML: {exc}") from None
+        raise CatalogError(f"{sanitize_path(path)}: not valid TOML: {exc}") from None
     problems: list[str] = []
     extra = sorted(set(data) - {"models"})
     if extra:
         problems.append(f"unknown top-level key(s) {', '.join(extra)} (only [[models]] tables belong here)")
     raw_models = data.get("models", [])
     if not isinstance(raw_models, list):
-        raise CatalogError(f"{path}: 'models' must be an array of tables ([[models]])")
+        raise CatalogError(f"{sanitize_path(path)}: 'models' must be an array of tables ([[models]])")
     entries: list[CatalogEntry] = []
     seen: dict[str, int] = {}
     for index, raw in enumerate(raw_models):
@@ -185,15 +203,16 @@ def parse_catalog(text: str, path: Path) -> Catalog:
         seen[entry.id] = index
         entries.append(entry)
     if problems:
-        raise CatalogError(f"{path}: refused, the last good catalog stays in force: " + "; ".join(problems))
+        raise CatalogError(f"{sanitize_path(path)}: refused, the last good catalog stays in force: " + "; ".join(problems))
     return Catalog(path, entries)
 
 
 class CatalogStore:
     """Owns ``models.toml``: loads it, keeps the last good version, and edits it safely.
 
-    All edits re-read the file with tomlkit (so comments, order and formatting survive),
-    validate the result as a whole, and write it atomically. Thread-safe.
+    All edits take the file lock (see :meth:`_edit`), re-read the file with tomlkit (so
+    comments, order and formatting survive, and so do other processes' edits), validate the
+    result as a whole, and write it atomically. Thread-safe and process-safe.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -227,10 +246,7 @@ class CatalogStore:
         """
         with self._lock:
             stamp = self._file_stamp()
-            try:
-                text = self.path.read_text(encoding="utf-8") if stamp else ""
-            except (OSError, UnicodeDecodeError) as exc:
-                raise CatalogError(f"{self.path}: cannot read the catalog: {exc}") from None
+            text = self._read() if stamp else ""
             catalog = parse_catalog(text, self.path)
             self._current, self._stamp = catalog, stamp
             return catalog
@@ -254,27 +270,39 @@ class CatalogStore:
                 self._stamp = stamp  # report a bad edit once, not on every poll
                 raise
 
-    def _edit(self, change: Callable[[tomlkit.TOMLDocument, AoT], None]) -> Catalog:
+    def _read(self) -> str:
+        """The file's text (bounded, regular files only); FileNotFoundError when absent."""
+        return read_text_file(self.path, limit_bytes=CATALOG_LIMIT, what="catalog", error=CatalogError)
+
+    def _edit(self, change: Callable[[Catalog, AoT], object]) -> Catalog:
+        """Apply ``change`` to the file as it is now on disk, under the file lock.
+
+        Holding :func:`~orin_console.core.files.exclusive_lock`, the file is re-read and
+        validated (a broken file is not edited), ``change`` gets that fresh catalog and the
+        tomlkit array of tables to modify, and the result is validated and written
+        atomically. When ``change`` returns ``False`` nothing is written.
+        """
         with self._lock:
-            try:
-                text = self.path.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                text = _NEW_FILE_HEADER
-            except (OSError, UnicodeDecodeError) as exc:
-                raise CatalogError(f"{self.path}: cannot read the catalog: {exc}") from None
-            parse_catalog(text, self.path)  # refuse to edit on top of a broken file
-            doc = tomlkit.parse(text)
-            models = doc.get("models")
-            if models is None:
-                models = tomlkit.aot()
-                doc.append("models", models)
-            change(doc, models)
-            new_text = tomlkit.dumps(doc)
-            catalog = parse_catalog(new_text, self.path)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.path, new_text)
-            self._current, self._stamp = catalog, self._file_stamp()
-            return catalog
+            with exclusive_lock(self.path, what="catalog", error=CatalogError):
+                try:
+                    text = self._read()
+                except FileNotFoundError:
+                    text = _NEW_FILE_HEADER
+                fresh = parse_catalog(text, self.path)  # refuse to edit on top of a broken file
+                doc = tomlkit.parse(text)
+                models = doc.get("models")
+                if models is None:
+                    models = tomlkit.aot()
+                    doc.append("models", models)
+                if change(fresh, models) is False:
+                    self._current, self._stamp = fresh, self._file_stamp()
+                    return fresh
+                new_text = tomlkit.dumps(doc)
+                catalog = parse_catalog(new_text, self.path)
+                atomic_write_text(self.path, new_text)
+                self._current, self._stamp = catalog, self._file_stamp()
+                return catalog
 
     def add(self, entries: Iterable[CatalogEntry]) -> Catalog:
         """Append entries (one atomic write for all of them).
@@ -283,16 +311,31 @@ class CatalogStore:
             CatalogError: an id is already taken or the file is invalid.
         """
         new = list(entries)
-        current = self.current
+        return self.add_planned(lambda _fresh: new)
 
-        def change(_doc: tomlkit.TOMLDocument, models: AoT) -> None:
+    def add_planned(self, plan: Callable[[Catalog], Iterable[CatalogEntry]]) -> Catalog:
+        """Append the entries ``plan`` proposes for the catalog as it is under the lock.
+
+        ``plan`` runs while the file lock is held, with the catalog just re-read from disk,
+        so ids it makes unique and files it finds already present are judged against every
+        other process's edits. Nothing is written when it proposes no entry.
+
+        Raises:
+            CatalogError: an id is already taken, the file is invalid, or ``plan`` raised it.
+        """
+
+        def change(fresh: Catalog, models: AoT) -> bool:
+            new = list(plan(fresh))
             for entry in new:
-                if entry.id in current:
-                    raise CatalogError(f"a model called '{entry.id}' is already in {self.path}")
+                if entry.id in fresh:
+                    raise CatalogError(
+                        f"a model called '{entry.id}' is already in {sanitize_path(self.path)}"
+                    )
                 table = tomlkit.table()
                 for key, value in entry.to_toml().items():
                     table.add(key, value)
                 models.append(table)
+            return bool(new)
 
         return self._edit(change)
 
@@ -302,9 +345,9 @@ class CatalogStore:
         Raises:
             CatalogError: no such model.
         """
-        self.current.get(model_id)
 
-        def change(_doc: tomlkit.TOMLDocument, models: AoT) -> None:
+        def change(fresh: Catalog, models: AoT) -> None:
+            fresh.get(model_id)
             keep = [t for t in models if t.get("id") != model_id]
             models.clear()
             for table in keep:
@@ -318,9 +361,9 @@ class CatalogStore:
         Raises:
             CatalogError: no such model, or the new values are invalid.
         """
-        self.current.get(model_id)
 
-        def change(_doc: tomlkit.TOMLDocument, models: AoT) -> None:
+        def change(fresh: Catalog, models: AoT) -> None:
+            fresh.get(model_id)
             for table in models:
                 if isinstance(table, Table) and table.get("id") == model_id:
                     for key, value in fields.items():
