@@ -10,16 +10,27 @@ Two classes of event (see :mod:`orin_console.core.events.bus` for the delivery r
   :class:`~orin_console.core.events.bus.TelemetrySample`): coalesced per
   :meth:`~orin_console.core.events.bus.Event.coalesce_key` for a subscriber that falls behind.
 
+A subscriber that asks for it (or that overflowed) also receives a
+:class:`~orin_console.core.events.bus.Snapshot` of the whole state to resynchronise from.
+Every event here is importable from this module, the bus's own kinds included.
+
 Every generation has a ``request_id`` (unique per console run) and a ``source``
 (``"tui"``, ``"api"``, ``"cli"`` or ``"core"`` for the preloader and tests).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Hashable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from orin_console.core.events.bus import Event
+from orin_console.core.events.bus import Event, Snapshot, TelemetrySample, TelemetrySourceChanged
+
+__all__ = [
+    "CatalogChanged", "Event", "GenerationFinished", "GenerationStarted", "LoadProgress",
+    "ManagerError", "ModelStateChanged", "PlanChanged", "Snapshot", "TelemetrySample",
+    "TelemetrySourceChanged", "TierUsageChanged", "TokenGenerated",
+]
 
 if TYPE_CHECKING:
     from orin_console.core.manager.types import ModelStatus, TierUsage
@@ -40,6 +51,10 @@ class LoadProgress(Event):
     model_id: str
     tier: str
     fraction: float
+
+    def coalesce_key(self) -> Hashable | None:
+        """Per model: a slow subscriber gets the latest fraction."""
+        return self.model_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +94,16 @@ class TokenGenerated(Event):
     request_id: str
     model_id: str
     text: str
+
+    def coalesce_key(self) -> Hashable | None:
+        """Per request: the pending pieces of one generation merge."""
+        return self.request_id
+
+    def merge(self, newer: Event) -> Event:
+        """One event with this text followed by the newer one's (nothing is lost)."""
+        if not isinstance(newer, TokenGenerated):  # pragma: no cover - the bus keys by type
+            return newer
+        return replace(newer, text=self.text + newer.text)
 
 
 @dataclass(frozen=True, slots=True)
