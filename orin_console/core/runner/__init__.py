@@ -17,6 +17,7 @@ from orin_console.core.runner.exits import describe_exit, pick_tail
 from orin_console.core.runner.generation import Generation
 from orin_console.core.runner.messages import (
     FINISH_REASONS,
+    MAX_PROMPT_BYTES,
     Chunk,
     GenerateRequest,
     GenerationStats,
@@ -25,7 +26,9 @@ from orin_console.core.runner.messages import (
     RunnerDied,
     RunnerError,
     RunnerHealth,
+    RunnerInputError,
     RunnerLoadError,
+    check_request_text,
 )
 from orin_console.core.runner.spares import SpareRunners
 from orin_console.core.runner.tiers import CPU_ONLY_NOTE, OOM_SCORE_ADJ, RunnerConfig, memlock_fix, tier_config
@@ -33,6 +36,7 @@ from orin_console.core.runner.tiers import CPU_ONLY_NOTE, OOM_SCORE_ADJ, RunnerC
 __all__ = [
     "CPU_ONLY_NOTE",
     "FINISH_REASONS",
+    "MAX_PROMPT_BYTES",
     "OOM_SCORE_ADJ",
     "Chunk",
     "GenerateRequest",
@@ -45,8 +49,10 @@ __all__ = [
     "RunnerDied",
     "RunnerError",
     "RunnerHealth",
+    "RunnerInputError",
     "RunnerLoadError",
     "SpareRunners",
+    "check_request_text",
     "describe_exit",
     "memlock_fix",
     "pick_tail",

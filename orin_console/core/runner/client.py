@@ -40,11 +40,14 @@ from orin_console.core.runner.messages import (
     RunnerDied,
     RunnerError,
     RunnerHealth,
+    RunnerInputError,
     RunnerLoadError,
+    check_request_text,
 )
-from orin_console.core.runner.protocol import ChannelClosed, FrameWriter
+from orin_console.core.runner.protocol import MAX_FRAME, ChannelClosed, FrameWriter, encode_json
 from orin_console.core.runner.spares import SpareRunners, launch_child
 from orin_console.core.runner.tiers import RunnerConfig, child_oom_score_adj
+from orin_console.core.units import MB
 
 ExitCallback = Callable[["Runner", RunnerDied | None], None]
 
@@ -294,6 +297,8 @@ class Runner(RunnerChannel):
         Closing the stream early (or dropping it) cancels the generation.
 
         Raises:
+            RunnerInputError: the request's text cannot be sent (nothing was sent; the
+                runner stays usable).
             RunnerBusy: another generation is in progress.
             RunnerDied: the runner died (the error carries the reason); also raised by the
                 stream's iteration if it dies mid-stream.
@@ -305,21 +310,47 @@ class Runner(RunnerChannel):
         if current is not None and (current.cancel_requested or current.abandoned):
             current.cancel()
             current.wait(self.cancel_grace_s)
+        gen_id = next(self._ids)
+        frame = self._generate_frame(gen_id, request)  # before the runner is marked busy
         with self._lock:
             self._check_ready()
             if self._gen is not None:
                 raise RunnerBusy(
                     self.model_id, f"`{self.model_id}` is already generating (one generation at a time)"
                 )
-            inbox = Inbox(next(self._ids), self._send_cancel)
+            inbox = Inbox(gen_id, self._send_cancel)
             self._gen = inbox
             writer = self._writer
         try:
             assert writer is not None
-            writer.send({"op": "generate", "id": inbox.id, "request": request.to_wire()})
+            writer.send_bytes(frame)
         except ChannelClosed:
             pass  # the reader thread reports the death to the stream
+        except BaseException:
+            # Not sent (or not whole): the runner must not stay busy with a generation it
+            # never started. A partial frame breaks the channel, which the reader reports.
+            with self._lock:
+                if self._gen is inbox:
+                    self._gen = None
+            raise
         return Generation(self.model_id, inbox)
+
+    def _generate_frame(self, gen_id: int, request: GenerateRequest) -> bytes:
+        """Encode the ``generate`` command; refuse text that cannot be sent whole."""
+        try:
+            frame = encode_json({"op": "generate", "id": gen_id, "request": request.to_wire()})
+        except (UnicodeEncodeError, TypeError, ValueError) as exc:
+            # Only a request changed after it was made gets here: name the bad text.
+            check_request_text(request.prompt, request.messages, request.stop)
+            raise RunnerInputError(f"`{self.model_id}`: the request cannot be sent to the runner: {exc}") from None
+        if len(frame) > MAX_FRAME:
+            size = check_request_text(request.prompt, request.messages, request.stop)
+            raise RunnerInputError(
+                f"`{self.model_id}`: the request is too big for the runner's channel: "
+                f"{len(frame) / MB:.1f} MB encoded ({size / MB:.1f} MB of text), the limit is "
+                f"{MAX_FRAME // MB} MB; send a shorter prompt"
+            )
+        return frame
 
     def complete(self, request: GenerateRequest) -> Chunk:
         """Generate without streaming; return the final chunk (whole text and stats)."""

@@ -7,6 +7,15 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from orin_console.core.errors import OrinError
+from orin_console.core.units import MB
+
+MAX_PROMPT_BYTES = 8 * MB
+"""Most UTF-8 bytes of request text (prompt or chat messages, and stop strings, together).
+
+Far beyond any context a model here holds (128k tokens are about 0.5 MB of text), and small
+enough that the request's frame stays under the channel's 64 MB limit even if JSON escapes
+every byte (6 bytes each: ``\\u0001``), so no text can ever break a runner's channel.
+"""
 
 FINISH_REASONS = ("stop", "length", "cancelled")
 """``stop``: end of text or a stop string; ``length``: ``max_tokens`` reached;
@@ -25,6 +34,16 @@ class RunnerError(OrinError):
         self.model_id = model_id
         self.stderr_tail = list(stderr_tail)
         super().__init__(message)
+
+
+class RunnerInputError(OrinError, ValueError):
+    """A request's text cannot be sent to a runner: it cannot be encoded, or it is too big.
+
+    Raised when the :class:`GenerateRequest` is made, so before anything reaches a runner
+    (and again by :meth:`Runner.generate` for a request changed after it was made). It is the
+    caller's input that is wrong, not the runner: the runner stays usable. A ``ValueError``
+    too, like the request's other checks.
+    """
 
 
 class RunnerBusy(RunnerError):
@@ -81,6 +100,11 @@ class GenerateRequest:
         stop: strings that end the generation (not included in the text).
         seed: sampling seed; None leaves the runner's.
         stream: True yields a chunk per token; False yields one chunk with the whole text.
+
+    Raises:
+        RunnerInputError: a text cannot be encoded, or the texts exceed
+            :data:`MAX_PROMPT_BYTES` (see :func:`check_request_text`).
+        ValueError: another field is out of range.
     """
 
     prompt: str | None = None
@@ -109,6 +133,7 @@ class GenerateRequest:
             object.__setattr__(self, "stop", (self.stop,))
         else:
             object.__setattr__(self, "stop", tuple(self.stop))
+        check_request_text(self.prompt, self.messages, self.stop)
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
         if self.temperature < 0:
@@ -128,6 +153,67 @@ class GenerateRequest:
         """Rebuild a request from :meth:`to_wire`'s output (unknown keys are ignored)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in wire.items() if k in names})
+
+
+def _utf8_size(text: str, where: str) -> int:
+    """Return the UTF-8 size of ``text``; raise :class:`RunnerInputError` if it has none."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start]
+        raise RunnerInputError(
+            f"{where} holds a character that cannot be encoded as UTF-8 (a lone surrogate, "
+            f"U+{ord(bad):04X}) at position {exc.start}: remove it, or decode the input with "
+            f"errors='replace' so that it becomes U+FFFD"
+        ) from None
+
+
+def check_request_text(
+    prompt: str | None, messages: Sequence[Mapping[str, str]] | None, stop: Sequence[str]
+) -> int:
+    """Check that a request's text can be sent to a runner; return its size in UTF-8 bytes.
+
+    Args:
+        prompt: the raw prompt, or None.
+        messages: the chat messages (string ``role`` and ``content``), or None.
+        stop: the stop strings.
+
+    Returns:
+        The UTF-8 bytes of prompt, messages and stop strings together.
+
+    Raises:
+        RunnerInputError: a text holds a character UTF-8 cannot encode (its place is named),
+            or the texts together exceed :data:`MAX_PROMPT_BYTES`.
+    """
+    texts: list[tuple[str, str]] = []
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            raise RunnerInputError(f"the prompt must be a string, got {type(prompt).__name__}")
+        texts.append((prompt, "the prompt"))
+    for i, msg in enumerate(messages or ()):
+        texts.append((msg["role"], f"messages[{i}].role"))
+        texts.append((msg["content"], f"messages[{i}].content"))
+    for i, text in enumerate(stop):
+        if not isinstance(text, str):
+            raise RunnerInputError(f"stop[{i}] must be a string, got {type(text).__name__}")
+        texts.append((text, f"stop[{i}]"))
+    # UTF-8 takes at least a byte per character: a text too long in characters is refused
+    # before it is encoded (a 1 GB prompt costs nothing to refuse).
+    if sum(len(text) for text, _ in texts) > MAX_PROMPT_BYTES:
+        _refuse_size(sum(len(text) for text, _ in texts), exact=False)
+    total = sum(_utf8_size(text, where) for text, where in texts)
+    if total > MAX_PROMPT_BYTES:
+        _refuse_size(total, exact=True)
+    return total
+
+
+def _refuse_size(size: int, *, exact: bool) -> None:
+    shown = f"{size / MB:.1f} MB" if exact else f"at least {size / MB:.1f} MB"
+    raise RunnerInputError(
+        f"the request's text is too big for a runner: {shown} given (prompt, messages and stop "
+        f"strings together), the limit is {MAX_PROMPT_BYTES // MB} MB; send a shorter prompt "
+        f"(a model's context holds far less)"
+    )
 
 
 @dataclass(frozen=True)
