@@ -31,6 +31,7 @@ The last line of output is JSON: ``{"benchmark": "runner_overhead", "ratio": ...
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import socket
@@ -40,12 +41,16 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from orin_console.core.runner import GenerateRequest, Runner, tier_config  # noqa: E402
 from orin_console.core.runner.protocol import FrameReader, FrameWriter  # noqa: E402
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
 
 DEFAULT_MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a robot on the beach."
@@ -64,7 +69,7 @@ def _timed(start: float, pieces: Iterable[str]) -> dict[str, float]:  # empty: t
             stamps.append(time.perf_counter())
     if len(stamps) < 2:
         return {}  # the model ended at once for this prompt: nothing to time
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     return {
         "ttft_s": stamps[0] - start,
         "tps": len(gaps) / (stamps[-1] - stamps[0]),
@@ -73,9 +78,10 @@ def _timed(start: float, pieces: Iterable[str]) -> dict[str, float]:  # empty: t
     }
 
 
-def run_raw(llm, prompt: str, tokens: int) -> dict[str, float]:  # noqa: ANN001
+def run_raw(llm: Llama, prompt: str, tokens: int) -> dict[str, float]:
     start = time.perf_counter()
     parts = llm.create_completion(prompt, max_tokens=tokens, temperature=0.0, top_p=1.0, seed=7, stream=True)
+    assert not isinstance(parts, dict)  # stream=True gives an iterator of chunks
     return _timed(start, (p["choices"][0]["text"] for p in parts))
 
 

@@ -155,7 +155,7 @@ def test_ctrl_c_cancels_and_ends_the_runner(catalog: Path) -> None:
     assert len(_marked_processes(mark)) >= 2  # the console and its runner
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert time.monotonic() - started < 5
     assert "· cancelled" in err.decode()

@@ -26,11 +26,12 @@ from typing import Any, TypeVar
 
 import pytest
 
-from jtop_fake_orin import FakeOrin
 from orin_console.cli.main import main
 from orin_console.core.events.bus import EventBus, TelemetrySourceChanged
 from orin_console.core.telemetry import JtopSource, PsutilSource, Sample, Sampler, measure_process
 from orin_console.testing.waits import wait_until
+
+from jtop_fake_orin import FakeOrin
 
 # jetson-stats' client calls distro.linux_distribution(), deprecated upstream; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:distro.linux_distribution:DeprecationWarning")

@@ -25,6 +25,7 @@ from orin_console.core.telemetry import (
     build_sources,
 )
 from orin_console.testing.waits import wait_until
+
 from telemetry_fakes import ScriptedSource, failed, make_sample, unavailable
 
 

@@ -226,7 +226,7 @@ def _walk_strings(buf: bytes, pos: int, left: int, limit: int, longs: list[int])
         k = min(left, (end - pos) // 136)
         if k:
             j = 0
-            for j in range(k):
+            for j in range(k):  # noqa: B007 - j, after a break, counts the strings passed
                 (n,) = unpack(buf, pos)
                 if n >= short:
                     break

@@ -232,7 +232,7 @@ class JtopSource(TelemetrySource):
             raise SourceUnavailable(self.name, *explain_jtop_error(str(exc))) from exc
         except SourceUnavailable:
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure means: not connected
+        except Exception as exc:  # any failure means: not connected
             self._close_client(client)
             raise SourceUnavailable(
                 self.name, f"cannot connect to the jtop service: {type(exc).__name__}: {exc}", FIX_RESTART
@@ -296,7 +296,7 @@ class JtopSource(TelemetrySource):
             raise SourceFailed(self.name, "not connected", FIX_RESTART)
         try:
             running = client.ok(spin=True)
-        except Exception as exc:  # noqa: BLE001 - the client re-raises whatever broke its thread
+        except Exception as exc:  # the client re-raises whatever broke its thread
             reason, fix = explain_jtop_error(str(exc) or type(exc).__name__)
             if reason.startswith("the jtop service is not running") or isinstance(exc, (OSError, EOFError)):
                 reason = f"the jtop service stopped ({type(exc).__name__}: {exc})"

@@ -18,7 +18,6 @@ from pathlib import Path
 import psutil
 
 from orin_console.core.errors import OrinError
-
 from orin_console.core.telemetry.base import Sample
 
 

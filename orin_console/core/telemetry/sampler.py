@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from orin_console.core.events.bus import EventBus, TelemetrySample, TelemetrySourceChanged
-
 from orin_console.core.telemetry.base import Sample, SourceUnavailable, TelemetryError, TelemetrySource
 
 log = logging.getLogger(__name__)
@@ -147,7 +146,7 @@ class Sampler:
                 self._fail(slot, now, exc.reason, exc.fix, permanent=not exc.retry)
                 failure = failure or (f"{slot.source.name}: {exc.reason}", exc.fix)
                 continue
-            except Exception as exc:  # noqa: BLE001 - a source's bug must not stop telemetry
+            except Exception as exc:  # a source's bug must not stop telemetry
                 log.exception("telemetry source %s failed", slot.source.name)
                 self._fail(slot, now, f"{type(exc).__name__}: {exc}", None, permanent=False)
                 failure = failure or (f"{slot.source.name}: {type(exc).__name__}: {exc}", None)
@@ -169,7 +168,7 @@ class Sampler:
         except SourceUnavailable as exc:
             self._fail(slot, now, exc.reason, exc.fix, permanent=not exc.retry, quiet=not first)
             return False
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.exception("telemetry source %s failed to open", slot.source.name)
             self._fail(slot, now, f"{type(exc).__name__}: {exc}", None, permanent=False)
             return False
@@ -202,7 +201,7 @@ class Sampler:
         slot.open = False
         try:
             slot.source.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("telemetry source %s failed to close", slot.source.name)
 
     def _record(self, sample: Sample, previous: str | None, failure: tuple[str, str | None] | None) -> None:
@@ -315,7 +314,7 @@ class Sampler:
             try:
                 with self._step_lock:
                     self._step()
-            except Exception:  # noqa: BLE001 - the thread must outlive any bug in a tick
+            except Exception:  # the thread must outlive any bug in a tick
                 log.exception("telemetry tick failed")
             deadline += self.interval_s
             now = time.monotonic()
