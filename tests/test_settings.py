@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from orin_console.core.errors import SettingsError
+from orin_console.core.files import CONFIG_FILE_LIMIT
 from orin_console.core.settings import GB, Settings, default_config_file, load_settings
 
 
@@ -62,3 +64,23 @@ def test_config_file_location(tmp_path: Path) -> None:
 
 def test_every_field_is_documented() -> None:
     assert all(field.description for field in Settings.model_fields.values())
+
+
+def test_a_config_file_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    """A FIFO would hang the read and /dev/zero would fill memory: both are refused at once."""
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(SettingsError, match=r"config\.toml: the config file is a FIFO \(named pipe\)"):
+        load_settings(fifo, env={})
+    with pytest.raises(SettingsError, match=r"^/dev/zero: the config file is a character device"):
+        load_settings(Path("/dev/zero"), env={})
+
+
+def test_an_oversized_or_non_utf8_config_file_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("# padding\n" * (CONFIG_FILE_LIMIT // 10 + 1))
+    with pytest.raises(SettingsError, match=r"larger than the limit of 1\.0 MB \(1048576 bytes\)"):
+        load_settings(cfg, env={})
+    cfg.write_bytes(b"theme = \"\xff\"\n")
+    with pytest.raises(SettingsError, match=r"not valid UTF-8 \(byte offset 9"):
+        load_settings(cfg, env={})

@@ -30,6 +30,8 @@ from pydantic_settings import (
 )
 
 from orin_console.core.errors import SettingsError
+from orin_console.core.files import CONFIG_FILE_LIMIT, read_text_file
+from orin_console.core.text import sanitize_path
 from orin_console.core.units import GB, MB
 
 
@@ -184,14 +186,18 @@ class _TomlFileSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        if not self.path.is_file():
+        try:
+            text = read_text_file(
+                self.path, limit_bytes=CONFIG_FILE_LIMIT, what="config file", error=SettingsError
+            )
+        except FileNotFoundError:
             return {}
         try:
-            with self.path.open("rb") as fh:
-                data = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise SettingsError(f"{self.path}: cannot read the config file: {exc}") from None
-        return data
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(
+                f"{sanitize_path(self.path)}: cannot read the config file: not valid TOML: {exc}"
+            ) from None
 
 
 class _MappingEnvSource(EnvSettingsSource):

@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orin_console.core.files import atomic_write_text
+from orin_console.core.errors import OrinError
+from orin_console.core.files import STATE_FILE_LIMIT, atomic_write_text, read_text_file
 
 if TYPE_CHECKING:
     from orin_console.core.memory.prediction import Prediction
@@ -184,11 +185,12 @@ class Corrections:
 
     def _load(self) -> None:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = read_text_file(self.path, limit_bytes=STATE_FILE_LIMIT, what="measurements file")
         except FileNotFoundError:
             return
-        except (OSError, UnicodeDecodeError) as exc:
-            self._warn(f"cannot read: {exc}")
+        except OrinError as exc:  # not a regular file, too large, not UTF-8: it names itself
+            self.problem = f"{exc}; stored measurements ignored"
+            log.warning("%s", self.problem)
             return
         try:
             data = json.loads(text)

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from orin_console.core.files import atomic_write_text
+from orin_console.core.errors import OrinError
+from orin_console.core.files import STATE_FILE_LIMIT, atomic_write_text, read_text_file
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +130,12 @@ class UsageTracker:
 
     def _load(self, path: Path) -> None:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_text_file(path, limit_bytes=STATE_FILE_LIMIT, what="usage file"))
             models = data["models"]
             records = {str(mid): UsageRecord(**rec) for mid, rec in models.items()}
         except FileNotFoundError:
             return
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (OrinError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("ignoring the usage file %s (%s); usage starts afresh", path, exc)
             return
         self._records = records
