@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup models run test bench clean
+.PHONY: setup models run lint test bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -16,8 +16,14 @@ run: models
 	@$(BIN)/orin-console models list
 	@$(BIN)/orin-console telemetry
 
+# ruff (rules and per-file debt in pyproject.toml) and mypy (strict; debt listed there too).
+lint: setup
+	@$(BIN)/ruff check .
+	@$(BIN)/mypy
+
 test: models
+	@$(MAKE) --no-print-directory lint
 	@$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .import_linter_cache
+	rm -rf $(VENV) .pytest_cache .hypothesis .import_linter_cache .mypy_cache .ruff_cache
