@@ -28,6 +28,7 @@ from orin_console.core.runner.messages import (
     RunnerHealth,
     RunnerInputError,
     RunnerLoadError,
+    RunnerLoadStopped,
     check_request_text,
 )
 from orin_console.core.runner.spares import SpareRunners
@@ -51,6 +52,7 @@ __all__ = [
     "RunnerHealth",
     "RunnerInputError",
     "RunnerLoadError",
+    "RunnerLoadStopped",
     "SpareRunners",
     "check_request_text",
     "describe_exit",

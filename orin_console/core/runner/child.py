@@ -17,8 +17,9 @@ means the console is gone: the runner exits at once rather than hold memory as a
 
 Test hooks: only with ``ORIN_RUNNER_TEST_HOOKS=1`` in the environment, ``abort`` calls
 :func:`os.abort` and ``exit`` calls :func:`os._exit` with a given code (otherwise they are
-refused), and ``ORIN_RUNNER_TEST_TOKEN_DELAY_S`` slows every token down, to stand in for a
-model slower than the tiny test models.
+refused), ``ORIN_RUNNER_TEST_TOKEN_DELAY_S`` slows every token down and
+``ORIN_RUNNER_TEST_LOAD_DELAY_S`` every load, to stand in for a model slower than the tiny test
+models.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from orin_console.core.runner.tiers import (
 TEST_HOOKS_ENV = "ORIN_RUNNER_TEST_HOOKS"
 TEST_TOKEN_DELAY_ENV = "ORIN_RUNNER_TEST_TOKEN_DELAY_S"
 """With test hooks on: seconds to sleep per sampled token, to stand in for a slow model."""
+TEST_LOAD_DELAY_ENV = "ORIN_RUNNER_TEST_LOAD_DELAY_S"
+"""With test hooks on: seconds a load waits before llama.cpp starts (a shutdown ends it)."""
 _NO_GENERATION = 0
 _GGML_LOG_LEVEL_ERROR = 4  # ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5
 _CANCEL_ALL = 1 << 62
@@ -183,7 +186,8 @@ class RunnerHost:
         self._ntok = self._prompt_tokens = 0
         self._max_tokens = 0
         self._is_eog: Any = None
-        self.token_delay = float(os.environ.get(TEST_TOKEN_DELAY_ENV, "0") or 0) if test_hooks else 0.0
+        self.token_delay = _env_seconds(TEST_TOKEN_DELAY_ENV) if test_hooks else 0.0
+        self.load_delay = _env_seconds(TEST_LOAD_DELAY_ENV) if test_hooks else 0.0
 
     # -- the reader thread ------------------------------------------------------------
 
@@ -320,6 +324,9 @@ class RunnerHost:
             self._done(rid, error="a model is already loaded in this runner")
             return
         self.state = "loading"
+        if self.load_delay and not self._test_load_delay():
+            self._done(rid, error="load cancelled by shutdown")
+            return
         try:
             cfg = RunnerConfig.from_wire(wire)
         except (TypeError, ValueError) as exc:
@@ -400,6 +407,13 @@ class RunnerHost:
             },
         )
 
+    def _test_load_delay(self) -> bool:
+        """Wait :attr:`load_delay` seconds, or less if a shutdown comes; whether it did not."""
+        deadline = time.monotonic() + self.load_delay
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self.stopping
+
     def _generate(self, rid: Any, wire: dict[str, Any]) -> None:
         if self.llm is None:
             self._done(rid, error="no model is loaded in this runner")
@@ -467,6 +481,11 @@ class RunnerHost:
         }
         self.last_stats = stats
         self._done(rid, {"text": "".join(pieces), "stats": stats})
+
+
+def _env_seconds(name: str) -> float:
+    """A test hook's delay from the environment, in seconds (0 when unset)."""
+    return float(os.environ.get(name, "0") or 0)
 
 
 def main(argv: list[str] | None = None) -> int:

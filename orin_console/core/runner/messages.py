@@ -57,6 +57,14 @@ class RunnerLoadError(RunnerError):
     """
 
 
+class RunnerLoadStopped(RunnerError):
+    """:meth:`Runner.start` was stopped before the load finished.
+
+    By :meth:`Runner.kill` or :meth:`Runner.shutdown` from another thread, or by the
+    ``cancel`` token given to :meth:`Runner.start`. The runner process is ended.
+    """
+
+
 class RunnerDied(RunnerError):
     """The runner process ended without being asked to.
 
