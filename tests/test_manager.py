@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from orin_console.core.cancel import Cancelled
 from orin_console.core.memory.admission import AdmissionRefused, Budgets, MachineMemory
 from orin_console.core.errors import GGUFError, OrinError
 from orin_console.core.events.bus import EventBus
@@ -236,7 +237,7 @@ def test_runner_killed_mid_stream(manager: Manager) -> None:
 def test_runner_abort_reports_reason_and_restarts(manager: Manager) -> None:
     manager.load("alpha").result(60)
     errors = manager.bus.subscribe(kinds=(ManagerError,))
-    runner = manager._slot("alpha").runner
+    runner = manager._model("alpha").runner
     assert runner is not None
     runner.test_hook("abort")
     event = errors.get(timeout=10)
@@ -327,9 +328,9 @@ def test_runner_gpu_memory_comes_from_the_telemetry_sample(workdir: Path) -> Non
 
     with make_manager(workdir, telemetry=JtopLikeSampler()) as manager:
         status = manager.load("alpha").result(60)
-        slot_memory = manager._slot("alpha").measured
-        assert slot_memory is not None and slot_memory.gpu == gpu_bytes and slot_memory.gpu_source == "jtop"
-        assert status.measured_bytes is not None and status.measured_bytes >= gpu_bytes + slot_memory.rss
+        model_memory = manager._model("alpha").measured
+        assert model_memory is not None and model_memory.gpu == gpu_bytes and model_memory.gpu_source == "jtop"
+        assert status.measured_bytes is not None and status.measured_bytes >= gpu_bytes + model_memory.rss
 
 
 def test_removing_a_loaded_model_from_the_file_unloads_it(manager: Manager, workdir: Path) -> None:
@@ -337,9 +338,9 @@ def test_removing_a_loaded_model_from_the_file_unloads_it(manager: Manager, work
     manager.load("beta").result(60)
     (workdir / "models.toml").write_text(CATALOG[CATALOG.index("[[models]]\nid = \"beta\""):])
     deadline = time.monotonic() + 10
-    while "alpha" in manager._slots and time.monotonic() < deadline:
+    while "alpha" in manager._models and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert "alpha" not in manager._slots
+    assert "alpha" not in manager._models
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # type: ignore[arg-type]
     assert text_of(manager.generate("beta", greedy()))
@@ -356,6 +357,9 @@ def test_unload_during_a_load_wins(manager: Manager) -> None:
     unloading = manager.unload("alpha")
     assert unloading is not loading
     assert unloading.result(60).state == ModelState.UNLOADED
-    loading.result(60)
+    try:
+        loading.result(60)  # cancelled by the unload, unless it had just finished
+    except Cancelled:
+        pass
     assert manager.model_status("alpha").state == ModelState.UNLOADED
     assert manager.model_status("alpha").pid is None

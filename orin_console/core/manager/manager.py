@@ -1,10 +1,19 @@
 """The manager: the one facade the TUI, the API and the CLI use.
 
-It owns every decision about models: the catalog (watched on disk), admission control before
-any runner starts, loads and tier moves in the background (never blocking the caller; two
-requests for the same load share it), unloads, pins, generation with a bounded queue per
-model, usage records, and typed events for front ends. Each loaded model runs in its own
-runner process, so a crash loses one model, never the console.
+It wires the parts that own each concern and keeps the public calls in one place:
+
+- the :class:`~orin_console.core.memory.scheduler.Scheduler` owns every memory decision
+  (admission, reservations of loads and moves in flight);
+- a :class:`~orin_console.core.manager.model.ModelRuntime` per catalog model is its load state
+  machine and generation queue;
+- :class:`~orin_console.core.manager.loads.LoadTasks` carries out loads, moves and unloads on
+  threads the manager joins at close;
+- the :class:`~orin_console.core.manager.watcher.CatalogWatcher` applies edits of
+  ``models.toml``; the :class:`~orin_console.core.manager.recorder.MeasurementRecorder` measures
+  runners after load and use.
+
+Constructing a manager starts nothing: the spare runner starts with the first load, the GPU
+probe with the first RAM-tier prediction, the watcher with :meth:`Manager.start`.
 
     with Manager(load_settings()) as manager:
         manager.load("smollm2").result()          # a Future; progress arrives as events
@@ -14,64 +23,65 @@ runner process, so a crash loses one model, never the console.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
-import os
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import psutil
 
-from orin_console.core.memory.admission import (
-    AdmissionRefused,
-    AdmissionRequest,
-    Budgets,
-    Decision,
-    MachineMemory,
-    Resident,
-    admit,
-    plan_load,
-)
-from orin_console.core.catalog.store import Catalog, CatalogStore
-from orin_console.core.errors import CatalogError, OrinError
-from orin_console.core.events.bus import EventBus
-from orin_console.core.gguf import read_gguf
+from orin_console.core.cancel import Cancelled, CancelToken
 from orin_console.core.catalog.add import AddResult, add_models
-from orin_console.core.manager.types import ModelState, ModelStatus, ModelUnavailable, SystemStatus, TierUsage
-from orin_console.core.memory.measurements import Corrections, model_identity
-from orin_console.core.memory.prediction import GB, Prediction, predict
+from orin_console.core.catalog.store import Catalog, CatalogStore
+from orin_console.core.errors import OrinError
+from orin_console.core.events.bus import EventBus
 from orin_console.core.events.kinds import (
     CatalogChanged,
     GenerationFinished,
     GenerationStarted,
-    LoadProgress,
     ManagerError,
     ModelStateChanged,
+    TierUsageChanged,
     TokenGenerated,
 )
-from orin_console.core.runner import Chunk, GenerateRequest, LoadResult, Runner, RunnerDied, SpareRunners, tier_config
-from orin_console.core.settings import Settings
-from orin_console.core.manager.model import ManagedStream, Slot, memory_total
-from orin_console.core.telemetry import Sampler
-from orin_console.core.telemetry.process import ProcessGone, ProcessMemory, measure_process
+from orin_console.core.manager.loads import LoadTasks, Operations
+from orin_console.core.manager.model import ManagedStream, ModelRuntime, default_tier
+from orin_console.core.manager.predictions import PredictionCache
+from orin_console.core.manager.recorder import MeasurementRecorder
+from orin_console.core.manager.watcher import CatalogWatcher
+from orin_console.core.manager.types import (
+    ManagerClosed,
+    ModelState,
+    ModelStatus,
+    ModelUnavailable,
+    SystemStatus,
+    tier_usages,
+)
+from orin_console.core.memory.admission import AdmissionRequest, Budgets, Decision, MachineMemory
+from orin_console.core.memory.measurements import Corrections
+from orin_console.core.memory.prediction import Prediction
+from orin_console.core.memory.scheduler import Reserved, Scheduler
 from orin_console.core.placement.usage import UsageTracker
+from orin_console.core.runner import Chunk, GenerateRequest, LoadResult, Runner, SpareRunners
+from orin_console.core.runner.tiers import RunnerConfig
+from orin_console.core.settings import Settings
+from orin_console.core.telemetry import Sampler
+from orin_console.core.tier import Tier, parse_tier
 
 log = logging.getLogger(__name__)
 
 _request_ids = itertools.count(1)
 
+CLOSING = "the console is shutting down"
+
 
 def new_request_id() -> str:
     """A request id unique in this console run ("r1", "r2", ...)."""
     return f"r{next(_request_ids)}"
-
-LOADED_TIERS = ("ram", "swap")
 
 
 def _machine_memory() -> MachineMemory:
@@ -80,22 +90,26 @@ def _machine_memory() -> MachineMemory:
                          mem_total=vm.total, swap_total=sw.total)
 
 
-def _probe_gpu_offload(python: str) -> bool:
-    """Whether this llama.cpp build offloads to a GPU, asked in a throw-away process.
-
-    The console itself never imports llama.cpp (on a Jetson that would initialise CUDA in
-    the console process).
-    """
-    code = "import llama_cpp, sys; sys.stdout.write(str(int(llama_cpp.llama_supports_gpu_offload())))"
+def wait_for(future: Future[ModelStatus], timeout: float | None, cancel: CancelToken | None) -> ModelStatus:
+    """``future.result(timeout)`` that also returns (raising :class:`Cancelled`) when
+    ``cancel`` is cancelled; the load itself goes on for whoever else waits on it."""
+    if cancel is None:
+        return future.result(timeout)
+    done = threading.Event()
+    future.add_done_callback(lambda _f: done.set())
+    remove = cancel.on_cancel(done.set)
     try:
-        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return out.stdout.strip() == "1"
+        if not done.wait(timeout):
+            raise FutureTimeout(f"the load did not finish within {timeout} s")
+    finally:
+        remove()
+    if not future.done():
+        raise Cancelled(cancel.reason)
+    return future.result()
 
 
 class Manager:
-    """Thread-safe facade over the catalog, admission control and the runners.
+    """Thread-safe facade over the catalog, the scheduler and the runners.
 
     Args:
         settings: budgets, reserve, catalog path, state folder.
@@ -106,12 +120,13 @@ class Manager:
         n_threads: decode threads per runner (None: llama-cpp-python's default).
         queue_limit: generations that may wait per model before "busy".
         watch_interval_s: how often the catalog file is checked for edits (0: never).
-        gpu_offload: whether the llama.cpp build offloads to a GPU; None asks it once.
+        gpu_offload: whether the llama.cpp build offloads to a GPU; None asks it once, at the
+            first RAM-tier prediction.
         telemetry: a telemetry sampler whose latest sample gives each runner's GPU memory
             (jtop's per-process figures on a Jetson, NVML on a desktop GPU); without one,
             runners are measured from /proc alone.
-        spare_runner: keep one warm runner process (llama_cpp imported, no model, ~40 MB) so
-            loads and tier moves skip the Python start and import.
+        spare_runner: keep one warm runner process (llama_cpp imported, no model, ~40 MB),
+            from the first load on, so later loads and tier moves skip the Python start.
     """
 
     def __init__(
@@ -138,48 +153,54 @@ class Manager:
         self.usage = UsageTracker(path=state_dir / "usage.json")
         self._machine_memory = machine_memory
         self._runner_env = dict(runner_env or {})
-        self._n_threads = n_threads
         self._queue_limit = queue_limit
-        self._watch_interval_s = watch_interval_s
-        self._gpu_offload = gpu_offload
-        self._telemetry = telemetry
+        self._spare_runner = spare_runner
+        self._spares: SpareRunners | None = None
         self._lock = threading.RLock()
-        self._slots: dict[str, Slot] = {}
-        self._verified: dict[tuple[str, int, int], str] = {}
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="orin-load")
-        self._spares = SpareRunners(sys.executable, (), self._runner_env) if spare_runner else None
-        self._stop = threading.Event()
-        self._watcher: threading.Thread | None = None
+        self._models: dict[str, ModelRuntime] = {}
         self._closed = False
+        self.predictions = PredictionCache(self.corrections, gpu_offload=gpu_offload, python=sys.executable)
+        self.scheduler = Scheduler(lambda: self.budgets, machine_memory, pinned=self._is_pinned,
+                                   busy=self._is_busy, on_change=self._reservations_changed)
+        self.recorder = MeasurementRecorder(self.corrections, telemetry, on_recorded=self.predictions.invalidate)
+        self._ops = Operations()
+        self._tasks = LoadTasks(catalog=lambda: self.catalog, scheduler=self.scheduler,
+                                predictions=self.predictions, recorder=self.recorder, bus=self.bus,
+                                new_runner=self._new_runner, n_threads=n_threads, on_removed=self._forget)
+        self._watcher = CatalogWatcher(self.store, watch_interval_s, on_change=self._catalog_changed,
+                                       on_error=lambda message: self.bus.publish(ManagerError(message=message)))
         self._sync_catalog(self.store.load())
 
     # -- life cycle -------------------------------------------------------------------------
 
     def start(self) -> Manager:
         """Start watching the catalog file for edits (a bad edit is refused, the last good stays)."""
-        if self._watch_interval_s > 0 and self._watcher is None:
-            self._watcher = threading.Thread(target=self._watch, name="orin-catalog-watch", daemon=True)
-            self._watcher.start()
+        self._watcher.start()
         return self
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop every runner (their memory comes back), save usage, stop the watcher."""
-        if self._closed:
-            return
-        self._closed = True
-        self._stop.set()
+        """Stop accepting work, cancel loads and moves in flight (their starting runners are
+        killed), stop every runner and the spare, join every thread the manager started, and
+        save usage. Safe to call twice."""
         with self._lock:
-            slots = list(self._slots.values())
-        for slot in slots:
-            runner = slot.runner
-            if runner is not None:
-                runner.cancel()
-                runner.shutdown(timeout=timeout / 2)
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._spares is not None:
-            self._spares.close()
-        if self._watcher is not None:
-            self._watcher.join(timeout)
+            if self._closed:
+                return
+            self._closed = True
+            models = list(self._models.values())
+        self._watcher.stop(timeout)
+        for model in models:
+            model.close_queue(CLOSING)
+            token = model.op_token
+            if token is not None:
+                token.cancel(CLOSING)
+        if not self._ops.join(timeout):
+            log.warning("a load or unload did not end within %.0f s of close()", timeout)
+        for model in models:
+            self._tasks.stop_at_close(model)
+        with self._lock:
+            spares, self._spares = self._spares, None
+        if spares is not None:
+            spares.close()
         try:
             self.usage.save()
         except OSError as exc:
@@ -190,6 +211,19 @@ class Manager:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ManagerClosed("the manager is closed; start a new console to load or generate")
+
+    def _new_runner(self, model: ModelRuntime, config: object) -> Runner:
+        assert isinstance(config, RunnerConfig)
+        with self._lock:
+            if self._spare_runner and self._spares is None and not self._closed:
+                self._spares = SpareRunners(sys.executable, (), self._runner_env)
+            spares = self._spares
+        return Runner(model.model_id, config, env=self._runner_env, spares=spares,
+                      on_exit=lambda r, died: self._tasks.runner_exited(model, r, died))
 
     # -- catalog ----------------------------------------------------------------------------
 
@@ -214,23 +248,6 @@ class Manager:
         self._catalog_changed(self.store.update(model_id, pin=pinned))
         return self.model_status(model_id)
 
-    def _watch(self) -> None:
-        while not self._stop.wait(self._watch_interval_s):
-            try:
-                catalog = self.store.reload_if_changed()
-            except CatalogError as exc:
-                self.bus.publish(ManagerError(message=f"catalog edit refused: {exc}"))
-                continue
-            except OSError as exc:  # pragma: no cover - a vanished folder, say
-                self.bus.publish(ManagerError(message=f"cannot read the catalog: {exc}"))
-                continue
-            if catalog is not None:
-                try:
-                    self._catalog_changed(catalog)
-                except Exception as exc:  # noqa: BLE001 - the watcher must outlive any one edit
-                    log.exception("applying the catalog edit failed")
-                    self.bus.publish(ManagerError(message=f"applying the catalog edit failed: {exc}"))
-
     def _catalog_changed(self, catalog: Catalog) -> None:
         self._sync_catalog(catalog)
         self.bus.publish(CatalogChanged(model_ids=tuple(e.id for e in catalog)))
@@ -238,404 +255,237 @@ class Manager:
     def _sync_catalog(self, catalog: Catalog) -> None:
         with self._lock:
             for entry in catalog:
-                slot = self._slots.get(entry.id)
-                if slot is None:
-                    self._slots[entry.id] = Slot(entry, self._queue_limit)
+                model = self._models.get(entry.id)
+                if model is None:
+                    self._models[entry.id] = ModelRuntime(entry, self._queue_limit, self._publish_state)
                 else:
-                    with slot.lock:
-                        slot.entry = entry
-            gone = [mid for mid in self._slots if mid not in catalog]
-        for mid in gone:
-            slot = self._slots[mid]
-            slot.removed = True
-            if slot.runner is not None:
-                self.unload(mid)
+                    model.renew(entry)
+            gone = [self._models[mid] for mid in self._models if mid not in catalog]
+        for model in gone:
+            model.removed = True
+            if model.runner is not None or model.state != ModelState.UNLOADED:
+                if not self._closed:
+                    self.unload(model.model_id)
             else:
-                with self._lock:
-                    self._slots.pop(mid, None)
-            self.usage.forget(mid)
+                self._forget(model)
+            self.usage.forget(model.model_id)
 
-    def _slot(self, model_id: str) -> Slot:
+    def _forget(self, model: ModelRuntime) -> None:
         with self._lock:
-            slot = self._slots.get(model_id)
-        if slot is None or slot.removed:
+            if self._models.get(model.model_id) is model:
+                del self._models[model.model_id]
+
+    def _model(self, model_id: str) -> ModelRuntime:
+        with self._lock:
+            model = self._models.get(model_id)
+        if model is None or model.removed:
             self.catalog.get(model_id)  # raises CatalogError naming the known ids
             raise ModelUnavailable(f"`{model_id}` was removed from the catalog")
-        return slot
+        return model
+
+    def _is_pinned(self, model_id: str) -> bool:
+        model = self._models.get(model_id)  # no lock: called under the scheduler's
+        return model is not None and model.entry.pin
+
+    def _is_busy(self, model_id: str) -> bool:
+        model = self._models.get(model_id)
+        return model is not None and model.generating
 
     # -- status -----------------------------------------------------------------------------
 
     def model_status(self, model_id: str) -> ModelStatus:
         """One model's status."""
-        return self._slot(model_id).status()
+        return self._model(model_id).status()
 
     def status(self) -> SystemStatus:
-        """Every model, each tier's use of its budget, and the machine's free memory."""
+        """Every model, each tier's reserved memory (loads and moves in flight included) against
+        its budget, and the machine's free memory."""
         with self._lock:
-            models = tuple(slot.status() for slot in self._slots.values())
-        tiers = []
-        for tier in LOADED_TIERS:
-            members = [m for m in models if m.tier == tier]
-            used = sum(max(m.predicted_bytes or 0, m.measured_bytes or 0) for m in members)
-            tiers.append(TierUsage(tier, self.budgets.of(tier), used, tuple(m.model_id for m in members)))
+            models = tuple(model.status() for model in self._models.values())
+        tiers = tier_usages(self.scheduler.reservations(), self.budgets)
         machine = self._machine_memory()
-        return SystemStatus(models, tuple(tiers), machine.mem_available, machine.swap_free,
-                            self.budgets.reserve)
+        return SystemStatus(models, tiers, machine.mem_available, machine.swap_free, self.budgets.reserve)
 
-    def _publish_state(self, slot: Slot) -> None:
-        self.bus.publish(ModelStateChanged(model_id=slot.entry.id, status=slot.status()))
+    def _publish_state(self, model: ModelRuntime) -> None:
+        self.bus.publish(ModelStateChanged(model_id=model.model_id, status=model.status()))
+
+    def _reservations_changed(self, reservations: tuple[Reserved, ...]) -> None:
+        self.bus.publish(TierUsageChanged(tiers=tier_usages(reservations, self.budgets)))
 
     # -- admission --------------------------------------------------------------------------
 
-    def _gpu_layers(self, tier: str) -> int:
-        if tier != "ram":
-            return 0
-        if self._gpu_offload is None:
-            self._gpu_offload = _probe_gpu_offload(sys.executable)
-        return -1 if self._gpu_offload else 0
+    def tier_for(self, model_id: str) -> Tier:
+        """The tier a request without a named tier loads ``model_id`` into: its catalog tier,
+        or swap for a model whose catalog tier is ``disk``. The one rule every caller uses."""
+        return default_tier(self._model(model_id).entry)
 
-    def _predict(self, slot: Slot, tier: str) -> Prediction:
-        path = self.catalog.model_path(slot.entry)
-        info = read_gguf(path)
-        slot.info = info
-        n_gpu = self._gpu_layers(tier)
-        return predict(
-            info, slot.entry.context, tier,
-            n_gpu_layers=n_gpu,
-            corrections=self.corrections, identity=model_identity(path, slot.entry.sha256),
-        )
-
-    def _residents(self) -> list[Resident]:
-        with self._lock:
-            slots = list(self._slots.values())
-        residents = []
-        for slot in slots:
-            with slot.lock:
-                if slot.runner is None or slot.tier not in LOADED_TIERS:
-                    continue
-                predicted = slot.prediction.total if slot.prediction is not None else 0
-                size = max(predicted, slot.measured_total() or 0)
-                file_backed = 0
-                if slot.tier == "swap" and slot.prediction is not None:
-                    file_backed = int(slot.prediction.details.get("weights_tensors", 0))
-                residents.append(Resident(slot.entry.id, slot.tier, size, pinned=slot.entry.pin,
-                                          busy=slot.generating, file_backed=file_backed))
-        return residents
-
-    def plan(self, model_id: str, tier: str | None = None) -> Decision:
+    def plan(self, model_id: str, tier: str | Tier | None = None) -> Decision:
         """Dry run: would loading (or moving) ``model_id`` into ``tier`` be admitted, and why?
 
-        Nothing is loaded or changed. ``tier`` defaults to the catalog's preferred tier.
+        The scheduler's own decision over its reservations now (so it agrees with a load
+        asked for at the same moment); nothing is loaded or reserved. ``tier`` defaults to
+        :meth:`tier_for`. Starts no process, except the one-time GPU probe for a RAM-tier
+        prediction when ``gpu_offload`` was not given.
         """
-        slot = self._slot(model_id)
-        tier = tier or self._load_tier(slot)
-        if tier == "disk":
-            return plan_load(AdmissionRequest(model_id, _EMPTY_PREDICTION, "disk"),
-                             self._residents(), self.budgets, self._machine_memory())
-        self._check_tier(tier)
-        prediction = self._predict(slot, tier)
-        return plan_load(AdmissionRequest(model_id, prediction, tier), self._residents(),
-                         self.budgets, self._machine_memory())
-
-    @staticmethod
-    def _check_tier(tier: str) -> None:
-        if tier not in (*LOADED_TIERS, "disk"):
-            raise OrinError(f"unknown tier '{tier}' (use ram, swap or disk)")
+        model = self._model(model_id)
+        target = parse_tier(tier) if tier is not None else default_tier(model.entry)
+        if target is Tier.DISK:
+            prediction = _EMPTY_PREDICTION
+        else:
+            prediction = self.predictions.predict(model.entry, self.catalog.model_path(model.entry), target)
+        return self.scheduler.plan(AdmissionRequest(model_id, prediction, target.value))
 
     # -- load, move, unload -----------------------------------------------------------------
 
-    def load(self, model_id: str, tier: str | None = None) -> Future[ModelStatus]:
-        """Load ``model_id`` into ``tier`` (default: its preferred tier) in the background.
+    def load(self, model_id: str, tier: str | Tier | None = None) -> Future[ModelStatus]:
+        """Load ``model_id`` into ``tier`` (default: :meth:`tier_for`) in the background.
 
         A model already loaded elsewhere is moved. Requests for the same load share one
         future; the result is the model's status, or the error (admission refusal, invalid
-        file, load failure) with its reason.
+        file, load failure, :class:`Cancelled`) with its reason.
         """
-        slot = self._slot(model_id)
-        tier = tier or self._load_tier(slot)
-        self._check_tier(tier)
-        if tier == "disk":
+        self._check_open()
+        model = self._model(model_id)
+        target = parse_tier(tier) if tier is not None else default_tier(model.entry)
+        if target is Tier.DISK:
             return self.unload(model_id)
-        with slot.lock:
-            if slot.op is not None and not slot.op.done():
-                if slot.op_target == tier:
-                    return slot.op
-                raise OrinError(
-                    f"`{model_id}` is {slot.state.value} to {slot.op_target}; wait for it to finish"
-                )
-            if slot.state == ModelState.READY and slot.tier == tier and slot.runner is not None:
+        with model.lock:
+            if model.op is not None and not model.op.done():
+                if model.op_target is target:
+                    return model.op
+                where = model.op_target.value if model.op_target is not None else "?"
+                raise OrinError(f"`{model_id}` is {model.state.value} (on its way to {where}); "
+                                "wait for it to finish, or unload it")
+            if model.state == ModelState.READY and model.tier is target and model.runner is not None:
                 done: Future[ModelStatus] = Future()
-                done.set_result(slot.status())
+                done.set_result(model.status())
                 return done
-            slot.op_target = tier
-            slot.op = self._pool.submit(self._do_load, slot, tier)
-            return slot.op
+            token = CancelToken()
+            model.op_target, model.op_token = target, token
+            model.op = self._ops.submit(lambda: self._tasks.load(model, target, token), f"orin-load-{model_id}")
+            return model.op
 
-    @staticmethod
-    def _load_tier(slot: Slot) -> str:
-        """Where a load without a named tier goes: the preferred tier, or swap for a model
-        whose catalog tier is ``disk`` (kept unloaded unless asked for)."""
-        return slot.entry.tier if slot.entry.tier in LOADED_TIERS else "swap"
-
-    def move(self, model_id: str, tier: str) -> Future[ModelStatus]:
+    def move(self, model_id: str, tier: str | Tier) -> Future[ModelStatus]:
         """Move a model to another tier (``disk`` unloads it); same as :meth:`load`."""
         return self.load(model_id, tier)
 
     def unload(self, model_id: str) -> Future[ModelStatus]:
         """Stop the model's runner (its memory really comes back) in the background.
 
-        A load or move in progress finishes first, then the runner stops, so an unload asked
-        for during a load always wins. Also used for models just removed from the catalog.
+        A load or move in progress is cancelled (its starting runner is killed and its
+        reservation released), so an unload asked for during a load always wins. Also used
+        for models just removed from the catalog.
         """
+        self._check_open()
         with self._lock:
-            slot = self._slots.get(model_id)
-        if slot is None:
+            model = self._models.get(model_id)
+        if model is None:
             raise ModelUnavailable(f"`{model_id}` is not in the catalog")
-        with slot.lock:
-            in_progress = slot.op if slot.op is not None and not slot.op.done() else None
-            if in_progress is not None and slot.op_target == "disk":
-                return in_progress
-            slot.op_target = "disk"
-            slot.op = self._pool.submit(self._do_unload, slot, in_progress)
-            return slot.op
-
-    def _set(self, slot: Slot, **fields: object) -> None:
-        with slot.lock:
-            for key, value in fields.items():
-                setattr(slot, key, value)
-        self._publish_state(slot)
-
-    def _verify_checksum(self, slot: Slot, path: Path) -> None:
-        expected = slot.entry.sha256
-        if not expected:
-            return
-        st = path.stat()
-        key = (str(path), st.st_size, st.st_mtime_ns)
-        if self._verified.get(key) == expected:
-            return
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            while block := fh.read(1 << 20):
-                digest.update(block)
-        if digest.hexdigest() != expected:
-            raise ModelUnavailable(
-                f"`{slot.entry.id}`: {path} does not match the catalog's sha256 (the file changed "
-                "or is corrupt); fetch it again or update sha256 in the catalog"
-            )
-        self._verified[key] = expected
-
-    def _do_load(self, slot: Slot, tier: str) -> ModelStatus:
-        mid = slot.entry.id
-        moving = slot.runner is not None and slot.runner.alive and slot.state == ModelState.READY
-        old_tier = slot.tier
-        try:
-            path = self.catalog.model_path(slot.entry)
-            prediction = self._predict(slot, tier)  # validates the header first
-            self._verify_checksum(slot, path)
-            decision = admit(AdmissionRequest(mid, prediction, tier), self._residents(),
-                             self.budgets, self._machine_memory())
-        except AdmissionRefused as exc:
-            self._refused(slot, exc)
-            raise
-        except OrinError as exc:
-            self._fail(slot, exc, keep_running=moving)
-            raise
-        self._set(slot, state=ModelState.MOVING if moving else ModelState.LOADING,
-                  target_tier=tier, progress=0.0, error=None)
-        config = tier_config(tier, str(path), n_ctx=slot.entry.context, n_threads=self._n_threads,
-                             gpu_offload=self._gpu_offload)
-        started = time.monotonic()
-        old = slot.runner if moving else None
-        if old is not None and decision.strategy == "break-before-make":
-            with slot.exclusive():
-                old.shutdown()
-            old = None
-        runner = Runner(mid, config, env=self._runner_env, spares=self._spares,
-                        on_exit=lambda r, died: self._on_runner_exit(slot, r, died))
-
-        def progress(fraction: float) -> None:
-            slot.progress = fraction
-            self.bus.publish(LoadProgress(model_id=mid, tier=tier, fraction=fraction))
-
-        try:
-            result = runner.start(progress=progress)
-        except OrinError as exc:
-            self._fail(slot, exc, keep_running=old is not None)
-            raise
-        if old is not None:
-            with slot.exclusive():  # in-flight generation on the old runner finishes first
-                slot.runner = runner
-            old.shutdown()
-        seconds = time.monotonic() - started
-        with slot.lock:
-            slot.runner = runner
-            slot.prediction = prediction
-            slot.load_result = result
-            slot.load_seconds = result.load_seconds
-            if moving:
-                slot.move_seconds_per_gb = seconds / max(path.stat().st_size / GB, 1e-9)
-            slot.state, slot.tier, slot.target_tier, slot.progress = ModelState.READY, tier, None, None
-        self._measure(slot, state="load")
-        log.info("%s %s %s in %.2f s", mid, "moved to" if moving else "loaded into", tier, seconds)
-        if moving:
-            log.info("%s: move %s -> %s took %.3f s/GB", mid, old_tier, tier, slot.move_seconds_per_gb)
-        self._publish_state(slot)
-        return slot.status()
-
-    def _do_unload(self, slot: Slot, previous: Future[ModelStatus] | None = None) -> ModelStatus:
-        if previous is not None:
-            try:
-                previous.result()
-            except Exception:  # noqa: BLE001 - its failure was reported; unloading goes on
-                pass
-        runner = slot.runner
-        if runner is not None:
-            self._set(slot, state=ModelState.UNLOADING, target_tier="disk")
-            runner.cancel()
-            runner.shutdown()
-        with slot.lock:
-            slot.runner, slot.state, slot.tier = None, ModelState.UNLOADED, "disk"
-            slot.target_tier = slot.progress = slot.measured = None
-            slot.error = None
-        if slot.removed:
-            with self._lock:
-                self._slots.pop(slot.entry.id, None)
-        self._publish_state(slot)
-        return slot.status()
-
-    def _fail(self, slot: Slot, exc: BaseException, *, keep_running: bool) -> None:
-        message = str(exc)
-        with slot.lock:
-            slot.error = message
-            slot.target_tier = slot.progress = None
-            if not keep_running:
-                slot.state, slot.tier, slot.runner = ModelState.FAILED, "disk", None
-            else:
-                slot.state = ModelState.READY
-        self.bus.publish(ManagerError(message=message, model_id=slot.entry.id))
-        self._publish_state(slot)
-
-    def _refused(self, slot: Slot, exc: AdmissionRefused) -> None:
-        """Admission said no: nothing was started, so the model stays as it was."""
-        with slot.lock:
-            slot.error = str(exc)
-        self.bus.publish(ManagerError(message=str(exc), model_id=slot.entry.id))
-        self._publish_state(slot)
-
-    def _on_runner_exit(self, slot: Slot, runner: Runner, died: RunnerDied | None) -> None:
-        if died is None:
-            return
-        with slot.lock:
-            if slot.runner is not runner:
-                return  # an old runner of a move, already replaced
-        log.warning("%s", died)
-        self._fail(slot, died, keep_running=False)
-
-    def _measure_runner(self, slot: Slot) -> ProcessMemory | None:
-        """The slot's runner measured from the OS (GPU bytes from the telemetry sample)."""
-        runner = slot.runner
-        if runner is None or runner.pid is None:
-            return None
-        sample = self._telemetry.latest() if self._telemetry is not None else None
-        try:
-            return measure_process(runner.pid, sample)
-        except ProcessGone:
-            return None
-
-    def _measure(self, slot: Slot, state: str) -> None:
-        prediction = slot.prediction
-        memory = self._measure_runner(slot)
-        if memory is None or prediction is None:
-            return
-        with slot.lock:
-            slot.measured = memory
-        path = self.catalog.model_path(slot.entry)
-        try:
-            self.corrections.record(model_identity(path, slot.entry.sha256), prediction,
-                                    rss=memory.rss, uss=memory.uss, swap=memory.swap,
-                                    gpu=memory.gpu, state=state)
-        except (OSError, ValueError) as exc:
-            log.warning("could not record the measurement of %s: %s", slot.entry.id, exc)
+        with model.lock:
+            previous = model.op if model.op is not None and not model.op.done() else None
+            if previous is not None and model.op_target is Tier.DISK:
+                return previous
+            if previous is not None and model.op_token is not None:
+                model.op_token.cancel(f"`{model_id}` was unloaded")
+            model.op_target, model.op_token = Tier.DISK, None
+            model.op = self._ops.submit(lambda: self._tasks.unload(model, previous), f"orin-unload-{model_id}")
+            return model.op
 
     # -- generation -------------------------------------------------------------------------
 
-    def _ready_runner(self, slot: Slot, timeout: float | None) -> Runner:
-        with slot.lock:
-            runner = slot.runner
-            ready = slot.state in (ModelState.READY, ModelState.MOVING) and runner is not None
-        if ready and runner is not None and runner.alive:
-            return runner
-        self.load(slot.entry.id).result(timeout)  # restarts a failed or unloaded model
-        with slot.lock:
-            if slot.runner is None:
-                raise ModelUnavailable(f"`{slot.entry.id}` is not loaded: {slot.error or 'unloaded'}")
-            return slot.runner
+    def _ready_runner(self, model: ModelRuntime, timeout: float | None, cancel: CancelToken | None) -> None:
+        if model.serving_runner() is not None:
+            return  # warm: no file work, no plan
+        wait_for(self.load(model.model_id), timeout, cancel)  # restarts a failed or unloaded model
+        if model.serving_runner() is None:
+            raise ModelUnavailable(f"`{model.model_id}` is not loaded: {model.error or 'unloaded'}")
 
     def generate(self, model_id: str, request: GenerateRequest, *,
                  load_timeout: float | None = None, request_id: str | None = None,
                  source: str = "core", route: object | None = None,
-                 explanation: str | None = None) -> ManagedStream:
+                 explanation: str | None = None, cancel: CancelToken | None = None) -> ManagedStream:
         """Generate with ``model_id``, loading (or restarting) it first when needed.
 
         One generation runs per model; up to ``queue_limit`` more wait their turn, and
         beyond that :class:`~orin_console.core.manager.types.ModelBusy` is raised at once.
+        ``cancel`` ends a wait for the load or in the queue (raising :class:`Cancelled` and
+        freeing the place) and, once generating, stops the generation within one token.
 
         Returns:
             A stream of chunks; the last has ``done=True`` and the stats.
 
         Raises:
             ModelBusy: the queue is full.
+            Cancelled: ``cancel`` was cancelled while waiting.
             AdmissionRefused, GGUFError, RunnerError: the model could not be loaded.
         """
-        slot = self._slot(model_id)
-        self._ready_runner(slot, load_timeout)
-        slot.acquire()
+        self._check_open()
+        model = self._model(model_id)
+        self._ready_runner(model, load_timeout, cancel)
+        model.acquire(cancel)
         try:
-            runner = slot.runner
-            if runner is None or not runner.alive:
-                raise ModelUnavailable(f"`{model_id}` stopped: {slot.error or 'unloaded'}; ask again to restart it")
+            runner = model.serving_runner()
+            if runner is None:
+                raise ModelUnavailable(f"`{model_id}` stopped: {model.error or 'unloaded'}; ask again to restart it")
             generation = runner.generate(request)
         except BaseException:
-            slot.release()
+            model.release()
             raise
         rid = request_id or new_request_id()
         publish = self.bus.publish
         publish(GenerationStarted(request_id=rid, source=source, model_id=model_id, route=route,
                                   explanation=explanation))
         has_watchers = self.bus.subscriber_count > 0
+        pieces = 0
+        finished = False
 
         def on_chunk(chunk: Chunk) -> None:
-            if chunk.text and has_watchers:
-                publish(TokenGenerated(request_id=rid, model_id=model_id, text=chunk.text))
+            nonlocal pieces, finished
+            if chunk.text:
+                pieces += 1
+                if has_watchers:
+                    publish(TokenGenerated(request_id=rid, model_id=model_id, text=chunk.text))
             if chunk.done and chunk.stats is not None:
                 stats = chunk.stats
+                finished = True
                 self.usage.record(model_id, tokens=stats.tokens, ttft_s=stats.ttft_s, tok_per_s=stats.tok_per_s)
                 publish(GenerationFinished(request_id=rid, model_id=model_id, tokens=stats.tokens, ttft_s=stats.ttft_s,
                                            tok_per_s=stats.tok_per_s, finish_reason=stats.finish_reason))
 
-        def on_end() -> None:
-            self._measure_after_use(slot)
-            self._publish_state(slot)
+        remove_cancel: Callable[[], None] = lambda: None  # noqa: E731
 
-        self._publish_state(slot)
-        return ManagedStream(slot, generation, on_chunk, on_end)
+        def on_end(error: BaseException | None) -> None:
+            remove_cancel()
+            if error is not None and not finished:
+                reason = "cancelled" if isinstance(error, Cancelled) else "error"
+                publish(GenerationFinished(request_id=rid, model_id=model_id, tokens=pieces, ttft_s=None,
+                                           tok_per_s=None, finish_reason=reason, error=str(error) or reason))
+            self._measure_after_use(model)
+            self._publish_state(model)
 
-    def _measure_after_use(self, slot: Slot) -> None:
-        memory = self._measure_runner(slot)
+        self._publish_state(model)
+        stream = ManagedStream(model, generation, on_chunk, on_end)
+        if cancel is not None:
+            remove_cancel = cancel.on_cancel(stream.cancel)
+        return stream
+
+    def _measure_after_use(self, model: ModelRuntime) -> None:
+        memory = self.recorder.measure(model.runner)
         if memory is None:
             return
-        with slot.lock:
-            if memory_total(memory) > (slot.measured_total() or 0):
-                slot.measured = memory
+        model.record_measurement(memory, keep_larger=True)
+        reservation, total = model.reservation, model.measured_total()
+        if reservation is not None and total is not None:
+            self.scheduler.measured(reservation, total)
 
     def cancel(self, model_id: str) -> bool:
         """Stop the model's generation in progress (within one token); whether there was one."""
-        runner = self._slot(model_id).runner
+        runner = self._model(model_id).runner
         return runner.cancel() if runner is not None else False
 
     def load_result(self, model_id: str) -> LoadResult | None:
         """What the model's runner reported at its last load (pinning, GPU layers, notes)."""
-        return self._slot(model_id).load_result
+        return self._model(model_id).load_result
 
 
 _EMPTY_PREDICTION = Prediction(weights=0, kv_cache=0, compute=0, overhead=0, tier="swap", n_ctx=0,

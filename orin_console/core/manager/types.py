@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from orin_console.core.errors import OrinError
+from orin_console.core.tier import LOADED_TIERS
+
+if TYPE_CHECKING:
+    from orin_console.core.memory.admission import Budgets
+    from orin_console.core.memory.scheduler import Reserved
 
 
 class ModelState(StrEnum):
@@ -72,12 +79,22 @@ class ModelStatus:
 
 @dataclass(frozen=True)
 class TierUsage:
-    """One loaded tier: its budget and what its models use (measured, else predicted)."""
+    """One loaded tier: its budget and the memory the scheduler has reserved in it.
+
+    Attributes:
+        tier: ``ram`` or ``swap``.
+        budget: the tier's budget, bytes.
+        used: bytes reserved: each runner's prediction until measured, then the larger of
+            the two; loads and moves in flight included (what is really committed).
+        models: the models holding a reservation here (a moving model is in both tiers).
+        in_flight: those of ``models`` still loading or moving into this tier.
+    """
 
     tier: str
     budget: int
     used: int
     models: tuple[str, ...]
+    in_flight: tuple[str, ...] = ()
 
     @property
     def free(self) -> int:
@@ -94,6 +111,21 @@ class SystemStatus:
     mem_available: int
     swap_free: int
     reserve: int
+
+
+def tier_usages(reservations: Sequence[Reserved], budgets: Budgets) -> tuple[TierUsage, ...]:
+    """Each loaded tier's usage from the scheduler's reservations."""
+    out = []
+    for tier in LOADED_TIERS:
+        here = [r for r in reservations if r.tier is tier]
+        out.append(TierUsage(tier.value, budgets.of(tier.value), sum(r.bytes for r in here),
+                             tuple(dict.fromkeys(r.model_id for r in here)),
+                             tuple(dict.fromkeys(r.model_id for r in here if r.in_flight))))
+    return tuple(out)
+
+
+class ManagerClosed(OrinError):
+    """The manager was closed: it accepts no more loads or generations."""
 
 
 class ModelBusy(OrinError):
