@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -120,3 +121,86 @@ def test_listing_a_catalog_whose_file_is_missing_says_so(tmp_path: Path, capsys:
     assert code == 0
     row = json.loads(out)[0]
     assert row["id"] == "gone" and row["problem"] and row["size"] is None
+
+
+HOSTILE = "evil\x1b[2J\x9b31m\u202eftg"  # ESC clears the screen, C1 CSI, a bidi override
+
+
+def _assert_terminal_safe(text: str) -> None:
+    for ch in ("\x1b", "\x9b", "\u202e"):
+        assert ch not in text, repr(ch)
+
+
+def test_hostile_file_names_never_reach_the_terminal_raw(
+    workdir: Path, tiny_model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalog = workdir / "models.toml"
+    hostile = workdir / "models" / f"{HOSTILE}.gguf"
+    shutil.copy(tiny_model_path, hostile)
+    code, out, err = run(capsys, "--catalog", str(catalog), "models", "add", str(hostile))
+    assert code == 0, err
+    _assert_terminal_safe(out)
+    assert "evil\ufffd[2J\ufffd31m\ufffdftg.gguf" in out
+    entry = parse_catalog(catalog.read_text(), catalog).get("evil-2j-31m-ftg")
+    assert entry.path == f"models/{HOSTILE}.gguf"  # the catalog keeps the real name
+
+    for argv in (["models", "list"], ["models", "inspect", str(hostile)]):
+        code, out, err = run(capsys, "--catalog", str(catalog), *argv)
+        assert code == 0, err
+        _assert_terminal_safe(out + err)
+    for argv in (["models", "list", "--json"], ["models", "inspect", str(hostile), "--json"]):
+        code, out, _ = run(capsys, "--catalog", str(catalog), *argv)
+        _assert_terminal_safe(out)
+        assert HOSTILE in out.encode().decode("unicode_escape")  # escaped, not lost
+    data = json.loads(out)
+    assert data["summary"]["file"] == str(hostile)
+
+    broken = workdir / "models" / f"{HOSTILE}-broken.gguf"
+    broken.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 16)
+    code, _, err = run(capsys, "--catalog", str(catalog), "models", "add", str(broken))
+    assert code == 2 and "invalid GGUF" in err
+    _assert_terminal_safe(err)
+    code, out, err = run(capsys, "--catalog", str(catalog), "models", "remove", "evil-2j-31m-ftg")
+    assert code == 0
+    _assert_terminal_safe(out + err)
+
+
+def test_list_shows_sizes_with_the_one_byte_formatter(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orin_console.core.units import format_size
+
+    catalog = workdir / "models.toml"
+    model = workdir / "models" / "Tiny-Model.F32.gguf"
+    assert run(capsys, "--catalog", str(catalog), "models", "add", str(model))[0] == 0
+    code, out, _ = run(capsys, "--catalog", str(catalog), "models", "list")
+    assert code == 0 and format_size(model.stat().st_size) in out
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "folder", "huge", "not-utf8"])
+def test_a_catalog_that_is_not_a_small_text_file_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    catalog = tmp_path / "models.toml"
+    expected = {
+        "dev-zero": "the catalog is a character device, not a regular file",
+        "fifo": "the catalog is a FIFO (named pipe), not a regular file",
+        "folder": "the catalog is a folder, not a regular file",
+        "huge": "the catalog is larger than the limit of 1.0 MB",
+        "not-utf8": "the catalog is not valid UTF-8 (byte offset 6",
+    }[kind]
+    if kind == "dev-zero":
+        catalog = Path("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(catalog)
+    elif kind == "folder":
+        catalog.mkdir()
+    elif kind == "huge":
+        with catalog.open("wb") as fh:
+            fh.truncate(1024**2 + 1)
+    else:
+        catalog.write_bytes(b"# bad \xff\n")
+    for argv in (["models", "list"], ["models", "remove", "x"]):
+        code, _, err = run(capsys, "--catalog", str(catalog), *argv)
+        assert code == 2 and expected in err, err
+        assert len(err.strip().splitlines()) == 1

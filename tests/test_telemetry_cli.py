@@ -116,9 +116,9 @@ def test_render_shows_every_jetson_field_and_staleness() -> None:
     ]
     text = _render(sample, status)
     for fragment in (
-        "STALE", "GPU-shared 1.00 GB", "2.00 GB available", "cores: 40 off", "gpu: 62 % at 612 MHz (max 625)",
+        "STALE", "GPU-shared 1.0 GB", "2.0 GB available", "cores: 40 off", "gpu: 62 % at 612 MHz (max 625)",
         "emc", "23 % at 2133 MHz", "cpu 48.5", "7.37 W", "VDD_SOC 1.50", "50 %, 2100 rpm",
-        "nvpmodel 7W (id 1), jetson_clocks on", "4242: 512 MB",
+        "nvpmodel 7W (id 1), jetson_clocks on", "4242: 512.0 MB",
     ):
         assert fragment in text, fragment
 

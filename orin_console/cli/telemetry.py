@@ -24,6 +24,7 @@ from rich.text import Text
 
 from orin_console.core.events.bus import EventBus, TelemetrySample
 from orin_console.core.telemetry import SOURCE_NAMES, Sample, Sampler, SourceStatus, build_sources
+from orin_console.core.units import format_size
 
 from orin_console.cli.main import Context
 
@@ -62,12 +63,9 @@ def _positive(text: str) -> float:
     return value
 
 
-def _gb(n: int | None) -> str:
-    return "?" if n is None else f"{n / 1024**3:.2f} GB"
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1024**2:.0f} MB"
+def _memory(n: int | None) -> str:
+    """Memory in GB, one decimal (the one byte formatter); ``?`` when a source lacks it."""
+    return "?" if n is None else format_size(n, unit="GB")
 
 
 def spark(values: list[float | None], width: int = 24) -> str:
@@ -94,14 +92,14 @@ def render_sample(sample: Sample, status: list[SourceStatus], history: list[Samp
     fresh = "[bold red]STALE[/bold red]" if sample.is_stale() else "[green]fresh[/green]"
     table.add_row("source", f"{escape(sample.source)}  (sampled {age:.1f} s ago, {fresh})", "")
 
-    mem = f"{_gb(sample.mem_used)} used of {_gb(sample.mem_total)}"
+    mem = f"{_memory(sample.mem_used)} used of {_memory(sample.mem_total)}"
     if sample.mem_available is not None:
-        mem += f", {_gb(sample.mem_available)} available"
+        mem += f", {_memory(sample.mem_available)} available"
     if sample.mem_gpu_shared is not None:
-        mem += f", GPU-shared {_gb(sample.mem_gpu_shared)}"
+        mem += f", GPU-shared {_memory(sample.mem_gpu_shared)}"
     table.add_row("memory", mem, spark([_pct(s.mem_used, s.mem_total) for s in hist]))
     swap = NA if sample.swap_total is None else (
-        "none configured" if sample.swap_total == 0 else f"{_gb(sample.swap_used)} used of {_gb(sample.swap_total)}"
+        "none configured" if sample.swap_total == 0 else f"{_memory(sample.swap_used)} used of {_memory(sample.swap_total)}"
     )
     table.add_row("swap", swap, spark([_pct(s.swap_used, s.swap_total) for s in hist]))
 
@@ -122,7 +120,7 @@ def render_sample(sample: Sample, status: list[SourceStatus], history: list[Samp
                 gpu += f" (max {sample.gpu_freq_max_hz / 1e6:.0f})"
         table.add_row("gpu", gpu, spark([s.gpu_load for s in hist]))
     if sample.gpu_mem_total is not None:
-        table.add_row("gpu memory", f"{_gb(sample.gpu_mem_used)} used of {_gb(sample.gpu_mem_total)}", "")
+        table.add_row("gpu memory", f"{_memory(sample.gpu_mem_used)} used of {_memory(sample.gpu_mem_total)}", "")
     if sample.emc_load is not None or sample.emc_freq_hz is not None:
         emc = "?" if sample.emc_load is None else f"{sample.emc_load:.0f} %"
         if sample.emc_freq_hz is not None:
@@ -143,7 +141,7 @@ def render_sample(sample: Sample, status: list[SourceStatus], history: list[Samp
         clocks = "?" if sample.jetson_clocks is None else ("on" if sample.jetson_clocks else "off")
         table.add_row("power mode", f"nvpmodel {mode}, jetson_clocks {clocks}", "")
     if sample.gpu_process_bytes:
-        procs = ", ".join(f"{pid}: {_mb(b)}" for pid, b in sorted(sample.gpu_process_bytes.items()))
+        procs = ", ".join(f"{pid}: {format_size(b)}" for pid, b in sorted(sample.gpu_process_bytes.items()))
         table.add_row("gpu by pid", procs, "")
     for note in sample.notes:
         table.add_row("note", escape(note), "")
