@@ -15,10 +15,16 @@ load that fails falls back to the best loaded model too, when there is one. A mo
     engine = Engine(manager)
     result = engine.quick("Summarise: ...", max_tokens=64)
     print(result.text, result.summary())
-    with engine.stream_chat([{"role": "user", "content": "Hi"}]) as stream:
+    with engine.stream_chat([{"role": "user", "content": "Hi"}], source="tui") as stream:
         for piece in stream:
             print(piece, end="")
     print(stream.result.summary())
+
+Every request has a ``request_id`` (a new one unless the caller gives one) and a ``source``
+(``tui``, ``api``, ``cli``, ``core``); the manager's events carry both, and
+``GenerationStarted`` carries the route and its one-line explanation. :meth:`EngineStream.cancel`
+ends a request at once while it waits for a load or in the model's queue, and within one token
+while it generates. The asyncio adapters are in :mod:`orin_console.core.engine.aio`.
 
 Chat prompts are rendered with the model's own chat template from its GGUF by
 llama-cpp-python's sandboxed Jinja environment inside the runner; the engine never renders
@@ -32,9 +38,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from orin_console.core.engine.selection import MODES, Mode, Selection, SelectionError, select
 from orin_console.core.engine.streams import BatchPiece, BatchStream, EngineStream
+from orin_console.core.engine.tasks import TaskGuess, detect_chat_task, detect_task
 from orin_console.core.engine.types import (
     MAX_BATCH,
+    MAX_REQUEST_ID_CHARS,
     BatchFailure,
     GenerationParams,
     ParameterError,
@@ -42,11 +51,12 @@ from orin_console.core.engine.types import (
     Route,
     check_messages,
     check_prompt,
+    check_request_id,
+    check_source,
 )
 from orin_console.core.errors import OrinError
+from orin_console.core.manager.manager import new_request_id
 from orin_console.core.manager.types import ModelState, SystemStatus
-from orin_console.core.engine.selection import MODES, Mode, Selection, SelectionError, select
-from orin_console.core.engine.tasks import TaskGuess, detect_chat_task, detect_task
 
 if TYPE_CHECKING:
     from orin_console.core.manager.manager import Manager
@@ -73,6 +83,13 @@ def residency_of(status: SystemStatus) -> dict[str, str]:
         elif model.state == ModelState.FAILED:
             residency[model.model_id] = "failed"
     return residency
+
+
+def _identity(request_id: str | None, source: str,
+              max_chars: int = MAX_REQUEST_ID_CHARS) -> tuple[str, str]:
+    """The checked request id (a new one when None) and source."""
+    rid = new_request_id() if request_id is None else check_request_id(request_id, max_chars)
+    return rid, check_source(source)
 
 
 def _short(exc: BaseException) -> str:
@@ -103,7 +120,8 @@ class Engine:
 
     def quick(self, prompt: str, *, mode: Mode = "auto", model: str | None = None,
               preferred: str | None = None, params: GenerationParams | None = None,
-              as_chat: bool | None = None, **fields: Any) -> Result:
+              as_chat: bool | None = None, source: str = "core", request_id: str | None = None,
+              **fields: Any) -> Result:
         """Generate an answer to one prompt (not streamed) and return it with its figures.
 
         Args:
@@ -115,6 +133,8 @@ class Engine:
             params: generation parameters; ``fields`` (``max_tokens=64``...) override them.
             as_chat: send the prompt through the model's chat template (None: when it has one
                 and the task is not plain completion).
+            source: who asks (``tui``, ``api``, ``cli``, ``core``); the events carry it.
+            request_id: the request's id in the events (a new one when left out).
 
         Raises:
             ParameterError: a parameter or the prompt is invalid (the field is named).
@@ -123,21 +143,25 @@ class Engine:
             OrinError: the model could not be loaded, or its runner failed.
         """
         return self.stream_quick(prompt, mode=mode, model=model, preferred=preferred, params=params,
-                                 as_chat=as_chat, incremental=False, **fields).collect()
+                                 as_chat=as_chat, incremental=False, source=source,
+                                 request_id=request_id, **fields).collect()
 
     def chat(self, messages: Sequence[Mapping[str, str]], *, mode: Mode = "auto",
              model: str | None = None, preferred: str | None = None,
-             params: GenerationParams | None = None, **fields: Any) -> Result:
+             params: GenerationParams | None = None, source: str = "core",
+             request_id: str | None = None, **fields: Any) -> Result:
         """Answer a chat (messages, oldest first) through the model's own chat template.
 
         Arguments and errors as :meth:`quick`.
         """
         return self.stream_chat(messages, mode=mode, model=model, preferred=preferred,
-                                params=params, incremental=False, **fields).collect()
+                                params=params, incremental=False, source=source,
+                                request_id=request_id, **fields).collect()
 
     def stream_quick(self, prompt: str, *, mode: Mode = "auto", model: str | None = None,
                      preferred: str | None = None, params: GenerationParams | None = None,
-                     as_chat: bool | None = None, incremental: bool = True, **fields: Any) -> EngineStream:
+                     as_chat: bool | None = None, incremental: bool = True, source: str = "core",
+                     request_id: str | None = None, **fields: Any) -> EngineStream:
         """Like :meth:`quick`, streamed: iterate the returned stream for text pieces.
 
         The model is chosen now (``stream.selection``); loading and generation start on the
@@ -145,39 +169,46 @@ class Engine:
         piece at the end (less traffic when nobody watches the tokens arrive).
         """
         started = time.perf_counter()
+        rid, who = _identity(request_id, source)
         checked = GenerationParams.build(params, **fields)
         text = check_prompt(prompt)
         route = self.route(detect_task(text), mode, model, preferred)
         return EngineStream(self, route, checked, prompt=text, messages=None, as_chat=as_chat,
-                            stream=incremental, started=started)
+                            stream=incremental, started=started, request_id=rid, source=who)
 
     def stream_chat(self, messages: Sequence[Mapping[str, str]], *, mode: Mode = "auto",
                     model: str | None = None, preferred: str | None = None,
                     params: GenerationParams | None = None, incremental: bool = True,
+                    source: str = "core", request_id: str | None = None,
                     **fields: Any) -> EngineStream:
         """Like :meth:`chat`, streamed."""
         started = time.perf_counter()
+        rid, who = _identity(request_id, source)
         checked = GenerationParams.build(params, **fields)
         msgs = check_messages(messages)
         route = self.route(detect_chat_task(msgs), mode, model, preferred)
         return EngineStream(self, route, checked, prompt=None, messages=msgs, as_chat=True,
-                            stream=incremental, started=started)
+                            stream=incremental, started=started, request_id=rid, source=who)
 
     # -- public: batches ------------------------------------------------------------------
 
     def batch(self, items: Sequence[str | Sequence[Mapping[str, str]]], *, mode: Mode = "auto",
               model: str | None = None, preferred: str | None = None,
-              params: GenerationParams | None = None, **fields: Any) -> list[Result | BatchFailure]:
+              params: GenerationParams | None = None, source: str = "core",
+              request_id: str | None = None, **fields: Any) -> list[Result | BatchFailure]:
         """Run several prompts (a string: quick; a list of messages: chat) one after another.
 
         Each member is routed on its own. A member that fails becomes a :class:`BatchFailure`
-        with its error; the rest still run. Results come back in the order given.
+        with its error; the rest still run. Results come back in the order given. Member
+        ``i`` has the request id ``"{request_id}/{i}"`` (``request_id``: the batch's, a new
+        one when left out).
 
         Raises:
             ParameterError: the batch itself or a shared parameter is invalid.
         """
         stream = self.stream_batch(items, mode=mode, model=model, preferred=preferred,
-                                   params=params, incremental=False, **fields)
+                                   params=params, incremental=False, source=source,
+                                   request_id=request_id, **fields)
         for _ in stream:
             pass
         return stream.results
@@ -185,15 +216,17 @@ class Engine:
     def stream_batch(self, items: Sequence[str | Sequence[Mapping[str, str]]], *,
                      mode: Mode = "auto", model: str | None = None, preferred: str | None = None,
                      params: GenerationParams | None = None, incremental: bool = True,
+                     source: str = "core", request_id: str | None = None,
                      **fields: Any) -> BatchStream:
         """Like :meth:`batch`, streamed: iterate for :class:`BatchPiece` s."""
+        rid, who = _identity(request_id, source, max_chars=MAX_REQUEST_ID_CHARS - len(f"/{MAX_BATCH}"))
         checked = GenerationParams.build(params, **fields)
         if isinstance(items, (str, bytes)) or not isinstance(items, Sequence) \
                 or not 1 <= len(items) <= MAX_BATCH:
             raise ParameterError("prompts", items if not isinstance(items, Sequence) else
                                  f"{len(items)} items", f"a list of 1 to {MAX_BATCH} prompts")
         return BatchStream(self, list(items), dict(mode=mode, model=model, preferred=preferred,
-                                                   params=checked), incremental)
+                                                   params=checked, source=who), incremental, rid)
 
     # -- routing --------------------------------------------------------------------------
 
@@ -210,6 +243,12 @@ class Engine:
     def route(self, guess: TaskGuess, mode: Mode, model: str | None, preferred: str | None) -> Route:
         """Select the model for a detected task, applying ``on_cold``.
 
+        A warm request does no file work: selection runs first without admission checks, and
+        when its winner is loaded (or loading) that is the answer, since leaving out models
+        that cannot be admitted never unseats a loaded winner (its runner-up is then named on
+        merit, unchecked). Only when the winner must load are the cold candidates checked
+        (``manager.plan``, which reads their GGUF headers), and selection runs again.
+
         Raises:
             ParameterError: an unknown mode.
             SelectionError: no model can serve.
@@ -220,10 +259,13 @@ class Engine:
         catalog = manager.catalog
         residency = residency_of(manager.status())
         usage = manager.usage.snapshot()
+        selection = select(mode, guess, catalog, residency, usage, model=model, preferred=preferred)
+        if residency.get(selection.model_id) in _WARM:
+            return Route(selection)
         cache: dict[str, str | None] = {}
-        check = None if mode == "manual" else (lambda mid: self._cold_tier(mid, cache) is not None)
-        selection = select(mode, guess, catalog, residency, usage, model=model,
-                           preferred=preferred, admissible=check)
+        if mode != "manual":  # a manual model is always loaded: no check, nothing to redo
+            selection = select(mode, guess, catalog, residency, usage, model=model, preferred=preferred,
+                               admissible=lambda mid: self._cold_tier(mid, cache) is not None)
         chosen = selection.model_id
         if residency.get(chosen) in _WARM:
             return Route(selection)
@@ -265,7 +307,8 @@ class Engine:
 
     def _cold_tier(self, model_id: str, cache: dict[str, str | None]) -> str | None:
         """The tier a cold model would be admitted into now (its preferred tier; a RAM-tier
-        model may fall back to swap; a disk-tier model loads into swap), or None."""
+        model may fall back to swap; a disk-tier model loads into swap), or None. Only ever
+        asked about models that are not loaded (see :meth:`route`)."""
         if model_id in cache:
             return cache[model_id]
         preferred = self.manager.catalog.get(model_id).tier

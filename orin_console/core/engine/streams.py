@@ -7,19 +7,44 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from orin_console.core.cancel import Cancelled, CancelToken
+from orin_console.core.engine.selection import Selection
 from orin_console.core.engine.types import BatchFailure, EngineError, GenerationParams, Result, Route
 from orin_console.core.errors import OrinError
 from orin_console.core.manager.types import ModelState
 from orin_console.core.runner import GenerateRequest, GenerationStats
-from orin_console.core.engine.selection import Selection
 
 if TYPE_CHECKING:
     from orin_console.core.engine.inference import Engine
     from orin_console.core.manager.model import ManagedStream
+
+T = TypeVar("T")
+
+
+def wait_future(future: Future[T], cancel: CancelToken, timeout: float | None, what: str) -> T:
+    """``future.result(timeout)``, except that cancelling ``cancel`` ends the wait at once
+    (the work behind the future goes on: a load may be shared with other requests).
+
+    Raises:
+        Cancelled: ``cancel`` was cancelled first.
+        EngineError: ``timeout`` passed first (``what`` names the wait).
+    """
+    done = threading.Event()
+    future.add_done_callback(lambda _f: done.set())
+    remove = cancel.on_cancel(done.set)
+    try:
+        done.wait(timeout)
+    finally:
+        remove()
+    if not future.done():
+        cancel.raise_if_cancelled()
+        raise EngineError(f"{what} did not finish within {timeout:.0f} s; try again, or raise "
+                          "the engine's load_timeout")
+    return future.result()
 
 
 class EngineStream(Iterator[str]):
@@ -27,17 +52,25 @@ class EngineStream(Iterator[str]):
 
     The model is chosen when the stream is made (:attr:`selection`, :attr:`will_load`); a
     load (if needed) and the generation start on the first iteration, which may wait in the
-    model's queue. :meth:`cancel` (from any thread) stops the generation within one token;
-    the stream then ends with ``finish_reason == "cancelled"``. Closing the stream (or
-    leaving its ``with`` block) cancels whatever is still running. A ``KeyboardInterrupt``
-    while waiting for a token cancels the generation too; iterating on collects the rest and
-    the result.
+    model's queue. :meth:`cancel` (from any thread) ends a wait for a load or a queue place at
+    once and stops a generation within one token; the stream then ends with
+    ``finish_reason == "cancelled"``. Closing the stream (or leaving its ``with`` block)
+    cancels whatever is still running. A ``KeyboardInterrupt`` while waiting for a token
+    cancels the generation too; iterating on collects the rest and the result.
+
+    Attributes:
+        request_id: the request's id; the manager's events for it carry it.
+        source: who asked (``tui``, ``api``, ``cli``, ``core``).
+        route: where the request goes (updated if a failed load fell back to another model).
     """
 
     def __init__(self, engine: Engine, route: Route, params: GenerationParams, *,
                  prompt: str | None, messages: tuple[dict[str, str], ...] | None,
-                 as_chat: bool | None, stream: bool, started: float) -> None:
+                 as_chat: bool | None, stream: bool, started: float, request_id: str,
+                 source: str) -> None:
         self._engine = engine
+        self.request_id = request_id
+        self.source = source
         self.route = route
         self._params = params
         self._prompt = prompt
@@ -46,7 +79,7 @@ class EngineStream(Iterator[str]):
         self._stream = stream
         self._started = started
         self._lock = threading.Lock()
-        self._cancelled = False
+        self._cancel = CancelToken()
         self._managed: ManagedStream | None = None
         self._begun = self._finished = False
         self._pieces: list[str] = []
@@ -65,6 +98,16 @@ class EngineStream(Iterator[str]):
     def model_id(self) -> str:
         """The model that answers."""
         return self.route.selection.model_id
+
+    @property
+    def explanation(self) -> str:
+        """The route in one line: the selection's explanation and the notes so far."""
+        return "; ".join((self.selection.explanation, *self._notes))
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._cancel.cancelled
 
     @property
     def task(self) -> str:
@@ -97,6 +140,10 @@ class EngineStream(Iterator[str]):
             self._begun = True
             try:
                 self._start()
+            except Cancelled:
+                if not self._cancel.cancelled:  # someone else's cancellation: an error here
+                    self._finished = True
+                    raise
             except BaseException:
                 self._finished = True
                 raise
@@ -126,7 +173,7 @@ class EngineStream(Iterator[str]):
     def _start(self) -> None:
         engine = self._engine
         manager = engine.manager
-        if self._cancelled:
+        if self._cancel.cancelled:
             return
         if self.route.load_tier is not None:
             began = time.perf_counter()
@@ -143,21 +190,19 @@ class EngineStream(Iterator[str]):
         else:
             self._wait_if_loading()
         request = self._request()
-        with self._lock:
-            if self._cancelled:
-                return
-        managed = manager.generate(self.model_id, request, load_timeout=engine.load_timeout)
+        self._cancel.raise_if_cancelled()
+        managed = manager.generate(self.model_id, request, load_timeout=engine.load_timeout,
+                                   request_id=self.request_id, source=self.source, route=self.route,
+                                   explanation=self.explanation, cancel=self._cancel)
         with self._lock:
             self._managed = managed
-            cancelled = self._cancelled
-        if cancelled:
+        if self._cancel.cancelled:
             managed.cancel()
 
     def _load(self, tier: str) -> None:
-        try:
-            self._engine.manager.load(self.model_id, tier).result(self._engine.load_timeout)
-        except FutureTimeout:
-            raise EngineError(f"`{self.model_id}` did not load within {self._engine.load_timeout:.0f} s") from None
+        engine = self._engine
+        wait_future(engine.manager.load(self.model_id, tier), self._cancel, engine.load_timeout,
+                    f"loading `{self.model_id}`")
 
     def _wait_if_loading(self) -> None:
         status = self._engine.manager.model_status(self.model_id)
@@ -198,14 +243,16 @@ class EngineStream(Iterator[str]):
             finish_reason=stats.finish_reason, total_s=stats.total_s,
             elapsed_s=time.perf_counter() - self._started, load_s=self._load_s,
             loaded_tier=load_tier, prompt_format=self._format, notes=tuple(self._notes),
+            request_id=self.request_id,
         )
 
     # -- control --------------------------------------------------------------------------
 
     def cancel(self) -> None:
-        """Stop the generation within one token (or before it starts). Thread-safe."""
+        """End a wait for a load or a queue place at once, or stop the generation within one
+        token. Thread-safe; cancelling twice is harmless."""
+        self._cancel.cancel("the request was cancelled")
         with self._lock:
-            self._cancelled = True
             managed = self._managed
         if managed is not None:
             managed.cancel()
@@ -260,10 +307,15 @@ class BatchStream(Iterator[BatchPiece]):
 
     :meth:`cancel` stops the member in progress and records the members not yet started as
     cancelled failures, so ``results`` always ends with one entry per member.
+
+    Attributes:
+        request_id: the batch's id; member ``i`` has the request id ``"{request_id}/{i}"``.
     """
 
-    def __init__(self, engine: Engine, items: list[Any], options: dict[str, Any], stream: bool) -> None:
+    def __init__(self, engine: Engine, items: list[Any], options: dict[str, Any], stream: bool,
+                 request_id: str) -> None:
         self._engine = engine
+        self.request_id = request_id
         self._items = items
         self._options = options
         self._stream = stream
@@ -277,9 +329,10 @@ class BatchStream(Iterator[BatchPiece]):
 
     def _open(self, item: Any) -> EngineStream:
         engine = self._engine
+        rid = f"{self.request_id}/{self._index}"
         if isinstance(item, str):
-            return engine.stream_quick(item, incremental=self._stream, **self._options)
-        return engine.stream_chat(item, incremental=self._stream, **self._options)
+            return engine.stream_quick(item, incremental=self._stream, request_id=rid, **self._options)
+        return engine.stream_chat(item, incremental=self._stream, request_id=rid, **self._options)
 
     def _fail(self, exc: BaseException, model_id: str | None) -> BatchPiece:
         failure = BatchFailure(self._index, str(exc), type(exc).__name__, model_id)

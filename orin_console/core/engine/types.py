@@ -8,12 +8,13 @@ is checked once the model is chosen.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Final
 
-from orin_console.core.errors import OrinError
 from orin_console.core.engine.selection import Selection
+from orin_console.core.errors import OrinError
 
 MAX_TOKENS_LIMIT: Final = 131072
 """The largest ``max_tokens`` anywhere (the largest context a catalog entry may have)."""
@@ -25,6 +26,9 @@ SEED_MAX: Final = 2**32 - 2
 MAX_BATCH: Final = 64
 MAX_MESSAGES: Final = 256
 CHAT_ROLES: Final = ("system", "user", "assistant")
+MAX_REQUEST_ID_CHARS: Final = 80
+_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]*")
+_SOURCE: Final = re.compile(r"[a-z][a-z0-9_-]{0,15}")
 
 
 class EngineError(OrinError):
@@ -159,6 +163,31 @@ def check_messages(messages: object) -> tuple[dict[str, str], ...]:
     return tuple(checked)
 
 
+def check_request_id(value: object, max_chars: int = MAX_REQUEST_ID_CHARS) -> str:
+    """A request id: 1 to ``max_chars`` letters, digits and ``. _ : / -``, starting with a
+    letter or digit (it ends up in events, logs and HTTP headers, so nothing else).
+
+    Raises:
+        ParameterError: it is not.
+    """
+    if not isinstance(value, str) or len(value) > max_chars or not _REQUEST_ID.fullmatch(value):
+        raise ParameterError("request_id", value, f"1 to {max_chars} letters, digits or . _ : / - "
+                             "starting with a letter or digit (or left out for a new id)")
+    return value
+
+
+def check_source(value: object) -> str:
+    """Who asks (``tui``, ``api``, ``cli``, ``core``...): a short lower-case word.
+
+    Raises:
+        ParameterError: it is not.
+    """
+    if not isinstance(value, str) or not _SOURCE.fullmatch(value):
+        raise ParameterError("source", value, "a lower-case word of 1 to 16 letters, digits, _ or - "
+                             "(tui, api, cli or core)")
+    return value
+
+
 def _ms(seconds: float | None) -> str:
     if seconds is None:
         return "–"
@@ -185,6 +214,7 @@ class Result:
         loaded_tier: the tier it was loaded into when ``load_s`` is set.
         prompt_format: ``"chat"`` (the model's own chat template) or ``"raw"``.
         notes: plain sentences that qualify the selection (fallbacks, defaults used).
+        request_id: the request's id (the one its events carry).
     """
 
     text: str
@@ -202,6 +232,7 @@ class Result:
     loaded_tier: str | None = None
     prompt_format: str = "raw"
     notes: tuple[str, ...] = ()
+    request_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -245,6 +276,7 @@ class Result:
             "finish_reason": self.finish_reason, "total_s": self.total_s,
             "elapsed_s": self.elapsed_s, "load_s": self.load_s, "loaded_tier": self.loaded_tier,
             "prompt_format": self.prompt_format, "notes": list(self.notes),
+            "request_id": self.request_id,
         }
 
 
@@ -288,3 +320,8 @@ class Route:
     selection: Selection
     load_tier: str | None = None
     notes: tuple[str, ...] = ()
+
+    @property
+    def explanation(self) -> str:
+        """The route in one line: the selection's explanation, then the notes."""
+        return "; ".join((self.selection.explanation, *self.notes))
