@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from orin_console.core.memory.admission import Budgets
+from orin_console.core.memory.admission import AdmissionRefused, Budgets
 from orin_console.core.placement.plan import ModelFacts, PlanPolicy, compute_plan
 from orin_console.core.placement.usage import UsageTracker
 
@@ -338,7 +338,14 @@ def test_preloader_warms_the_usual_successor(live: Manager) -> None:
         assert watching.successors.predict("alpha", min_count=1) == ("beta", 1.0)
     live.unload("beta").result(30)
     live.budgets = LIVE_BUDGETS  # alpha fills the RAM tier: a preload never makes room
-    assert preloader.after("alpha") is None and live.model_status("beta").state == ModelState.UNLOADED
+    alpha_before = live.model_status("alpha")
+    assert preloader.after("alpha") == "beta"  # asked for; the scheduler decides
+    assert preloader.last_load is not None
+    with pytest.raises(AdmissionRefused, match="cannot load `beta` into the RAM tier"):
+        preloader.last_load.result(30)
+    assert live.model_status("beta").state == ModelState.UNLOADED
+    alpha_after = live.model_status("alpha")
+    assert (alpha_after.tier, alpha_after.pid) == (alpha_before.tier, alpha_before.pid)  # nothing made room
 
 
 def test_auto_optimiser_follows_the_settings(tmp_path) -> None:

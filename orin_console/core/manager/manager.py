@@ -319,6 +319,19 @@ class Manager:
         or swap for a model whose catalog tier is ``disk``. The one rule every caller uses."""
         return default_tier(self._model(model_id).entry)
 
+    def prediction(self, model_id: str, tier: str | Tier) -> Prediction:
+        """What a runner of ``model_id`` in the loaded ``tier`` would occupy (cached per file).
+
+        Raises:
+            GGUFError: the file is missing or invalid.
+            OrinError: ``tier`` is not a loaded tier.
+        """
+        model = self._model(model_id)
+        target = parse_tier(tier)
+        if target is Tier.DISK:
+            raise OrinError("the disk tier holds no runner; predict for ram or swap")
+        return self.predictions.predict(model.entry, self.catalog.model_path(model.entry), target)
+
     def plan(self, model_id: str, tier: str | Tier | None = None) -> Decision:
         """Dry run: would loading (or moving) ``model_id`` into ``tier`` be admitted, and why?
 
@@ -329,10 +342,7 @@ class Manager:
         """
         model = self._model(model_id)
         target = parse_tier(tier) if tier is not None else default_tier(model.entry)
-        if target is Tier.DISK:
-            prediction = _EMPTY_PREDICTION
-        else:
-            prediction = self.predictions.predict(model.entry, self.catalog.model_path(model.entry), target)
+        prediction = _EMPTY_PREDICTION if target is Tier.DISK else self.prediction(model_id, target)
         return self.scheduler.plan(AdmissionRequest(model_id, prediction, target.value))
 
     # -- load, move, unload -----------------------------------------------------------------
@@ -488,5 +498,5 @@ class Manager:
         return self._model(model_id).load_result
 
 
-_EMPTY_PREDICTION = Prediction(weights=0, kv_cache=0, compute=0, overhead=0, tier="swap", n_ctx=0,
+_EMPTY_PREDICTION = Prediction(weights=0, kv_cache=0, compute=0, overhead=0, tier=Tier.SWAP.value, n_ctx=0,
                                basis="model", compute_at_load=0, details={})

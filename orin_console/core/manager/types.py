@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from orin_console.core.errors import OrinError
-from orin_console.core.tier import LOADED_TIERS
+from orin_console.core.tier import LOADED_TIERS, Tier
 
 if TYPE_CHECKING:
     from orin_console.core.memory.admission import Budgets
@@ -60,7 +60,7 @@ class ModelStatus:
     state: ModelState
     tier: str
     target_tier: str | None = None
-    preferred_tier: str = "swap"
+    preferred_tier: str = Tier.SWAP.value
     pin: bool = False
     resident: str | None = None
     progress: float | None = None

@@ -35,7 +35,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from orin_console.core.errors import OrinError
-from orin_console.core.memory.prediction import Prediction, format_size
+from orin_console.core.memory.prediction import Prediction
+from orin_console.core.tier import TIER_LABELS, Tier
+from orin_console.core.units import format_size
 
 if TYPE_CHECKING:
     from orin_console.core.settings import Settings
@@ -53,8 +55,8 @@ __all__ = [
     "plan_load",
 ]
 
-LOADED_TIERS = ("ram", "swap")
-TIER_NAMES = {"ram": "RAM tier", "swap": "swap tier", "disk": "disk tier"}
+TIER_NAMES: Mapping[str, str] = {t.value: label for t, label in TIER_LABELS.items()}
+"""The tiers in operator words, keyed by name ("ram" -> "RAM tier")."""
 MAX_UNHELPFUL = 4
 """At most this many "would not help" suggestions are listed."""
 
@@ -78,9 +80,9 @@ class Budgets:
             reserve=settings.reserve_bytes,
         )
 
-    def of(self, tier: str) -> int:
+    def of(self, tier: str | Tier) -> int:
         """The budget of a loaded tier."""
-        return self.ram if tier == "ram" else self.swap
+        return self.ram if tier == Tier.RAM else self.swap
 
 
 @dataclass(frozen=True)
@@ -236,10 +238,10 @@ def _limits(
     budget = budgets.of(tier)
     tier_free = budget - used + tier_delta
     name = TIER_NAMES[tier]
-    swap = machine.swap_free if tier == "swap" else 0
+    swap = machine.swap_free if tier == Tier.SWAP else 0
     machine_free = machine.mem_available + swap - budgets.reserve + machine_delta
     source = f"MemAvailable {format_size(machine.mem_available)}"
-    if tier == "swap":
+    if tier == Tier.SWAP:
         source += f" + free swap {format_size(machine.swap_free)}"
     return (
         Limit("max_model", total, budgets.max_model,
@@ -253,7 +255,7 @@ def _limits(
 
 
 def _other(tier: str) -> str:
-    return "swap" if tier == "ram" else "ram"
+    return Tier(tier).other.value
 
 
 def _suggest(
@@ -333,11 +335,11 @@ def plan_load(
         ValueError: an unknown tier.
     """
     tier, mid = request.tier, request.model_id
-    if tier not in (*LOADED_TIERS, "disk"):
+    if tier not in tuple(Tier):
         raise ValueError(f"unknown tier {tier!r}; use one of ram, swap, disk")
     own = next((r for r in residents if r.model_id == mid), None)
     others = [r for r in residents if r.model_id != mid]
-    if tier == "disk":
+    if tier == Tier.DISK:
         if own is None:
             return Decision(True, mid, tier, "noop", summary=f"`{mid}` is not loaded")
         return Decision(True, mid, tier, "unload", frees=own.bytes, from_tier=own.tier,

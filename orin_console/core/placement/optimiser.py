@@ -4,9 +4,10 @@ optional auto-optimiser that does both periodically.
 :func:`plan_for` reads the manager (catalog, residency, usage, sizes from admission's
 prediction or the runner's measurement) and calls
 :func:`~orin_console.core.placement.plan.compute_plan`. :func:`apply` carries a plan out move by
-move in a safe order (unloads, then demotions, then promotions, then loads), each through
-admission control, so a tier never goes over its budget: a move that does not fit now is
-refused with admission's itemised reason and the rest go on. A model that is generating is
+move in a safe order (unloads, then demotions, then promotions, then loads), each asked of the
+manager's scheduler (the one owner of memory decisions; nothing here pre-checks), so a tier
+never goes over its budget: a move that does not fit now is refused with admission's itemised
+reason and the rest go on. A model that is generating is
 never unloaded (its answer would be cut off), and a model that is loading or moving is left
 alone for that round.
 
@@ -26,10 +27,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from orin_console.core.errors import OrinError
-from orin_console.core.manager.types import ModelState, ModelStatus
-from orin_console.core.memory.prediction import format_size
 from orin_console.core.events.kinds import ManagerError, PlanChanged
-from orin_console.core.placement.plan import LOADED, ModelFacts, Move, Plan, PlanPolicy, compute_plan
+from orin_console.core.manager.types import ModelState, ModelStatus
+from orin_console.core.memory.admission import AdmissionRefused
+from orin_console.core.placement.plan import ModelFacts, Move, Plan, PlanPolicy, compute_plan
+from orin_console.core.tier import LOADED_TIERS, Tier
+from orin_console.core.units import format_size
 
 if TYPE_CHECKING:
     from orin_console.core.manager.manager import Manager
@@ -41,12 +44,12 @@ log = logging.getLogger(__name__)
 def current_tier(status: ModelStatus | None) -> str:
     """Where a model is for planning: a load or move in progress counts as done."""
     if status is None:
-        return "disk"
+        return Tier.DISK
     if status.state in (ModelState.LOADING, ModelState.MOVING) and status.target_tier:
         return status.target_tier
-    if status.state == ModelState.READY and status.tier in LOADED:
+    if status.state == ModelState.READY and status.tier in LOADED_TIERS:
         return status.tier
-    return "disk"
+    return Tier.DISK
 
 
 def gather(manager: Manager) -> list[ModelFacts]:
@@ -59,17 +62,15 @@ def gather(manager: Manager) -> list[ModelFacts]:
         status = statuses.get(entry.id)
         sizes: dict[str, int] = {}
         problem = None
-        for tier in LOADED:
+        for tier in LOADED_TIERS:
             if status is not None and status.state == ModelState.READY and status.tier == tier:
                 sizes[tier] = max(status.predicted_bytes or 0, status.measured_bytes or 0)
                 continue
             try:
-                total = manager.plan(entry.id, tier).needed.get("total")
+                sizes[tier] = manager.prediction(entry.id, tier).total
             except OrinError as exc:  # an unreadable or missing file
                 problem = str(exc)
                 break
-            if total is not None:
-                sizes[tier] = total
         if problem is None and sizes and min(sizes.values()) > limit:
             problem = (f"needs {format_size(min(sizes.values()))}, over the per-model maximum of "
                        f"{format_size(limit)}")
@@ -86,8 +87,8 @@ def plan_for(manager: Manager, *, previous: Plan | None = None, policy: PlanPoli
              now: float | None = None) -> Plan:
     """The placement plan for the manager's models now (nothing is changed).
 
-    Reading sizes costs one GGUF header read per model and loaded tier (tens of
-    milliseconds for the demo models).
+    Sizes come from the manager's prediction cache: one GGUF header read per model file
+    (tens of milliseconds for the demo models), none while the file is unchanged.
     """
     return compute_plan(gather(manager), manager.budgets, previous=previous, policy=policy, now=now)
 
@@ -131,17 +132,13 @@ def _obstacle(manager: Manager, move: Move) -> MoveOutcome | None:
     tier = current_tier(status)
     if tier != move.from_tier:
         return MoveOutcome(move, "skipped", f"stale: it is in {tier} now, not {move.from_tier}")
-    if move.to_tier == "disk" and (status.busy or status.queued):
+    if move.to_tier == Tier.DISK and (status.busy or status.queued):
         return MoveOutcome(move, "skipped", "generating; unloading now would cut the answer off")
-    if move.to_tier in LOADED:
-        decision = manager.plan(move.model_id, move.to_tier)
-        if not decision.ok:
-            return MoveOutcome(move, "refused", decision.explain())
     return None
 
 
 def apply(manager: Manager, plan: Plan, *, timeout: float = 300.0) -> list[MoveOutcome]:
-    """Carry out the plan's moves in order, each through admission control.
+    """Carry out the plan's moves in order, each decided by the manager's scheduler.
 
     Args:
         manager: the manager.
@@ -160,6 +157,8 @@ def apply(manager: Manager, plan: Plan, *, timeout: float = 300.0) -> list[MoveO
                 manager.move(move.model_id, move.to_tier).result(timeout)
                 seconds = time.perf_counter() - began
                 outcome = MoveOutcome(move, "done", f"in {seconds:.1f} s", seconds)
+            except AdmissionRefused as exc:  # it does not fit now: nothing was started
+                outcome = MoveOutcome(move, "refused", str(exc), time.perf_counter() - began)
             except FutureTimeout:
                 outcome = MoveOutcome(move, "failed", f"did not finish within {timeout:.0f} s",
                                       time.perf_counter() - began)

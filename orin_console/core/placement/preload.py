@@ -4,9 +4,11 @@ soon as X has answered.
 :class:`Successors` keeps decayed counts of which model followed which (a model followed by
 itself counts too, so "X then usually X again" is not read as "X then Y"). :class:`Preloader`
 watches :class:`~orin_console.core.events.kinds.GenerationFinished` events and, when the
-likely successor is not loaded, loads it in the background into its catalog tier (swap
-for a disk-tier model) — only when admission control says it fits now: a preload never
-unloads or moves another model. Off unless a front end starts it.
+likely successor is not loaded, asks the manager to load it in the background into
+:meth:`~orin_console.core.manager.manager.Manager.tier_for` (its catalog tier; swap for a
+disk-tier model). The manager's scheduler decides: a load that does not fit now is refused
+(admission never unloads or moves another model to make room), and the preloader only logs
+it. Off unless a front end starts it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from orin_console.core.errors import OrinError
@@ -24,6 +27,7 @@ from orin_console.core.events.kinds import GenerationFinished
 
 if TYPE_CHECKING:
     from orin_console.core.manager.manager import Manager
+    from orin_console.core.manager.types import ModelStatus
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +101,9 @@ class Preloader:
         self.min_count = min_count
         self.min_share = min_share
         self.preloaded: list[tuple[str, str]] = []
-        """(after, preloaded) pairs, newest last (for the UI and tests)."""
+        """(after, preloaded) pairs whose load was asked for, newest last (for the UI and tests)."""
+        self.last_load: Future[ModelStatus] | None = None
+        """The newest preload's future (its result, or the scheduler's refusal)."""
         self._sub: Subscription | None = None
 
     def start(self) -> Preloader:
@@ -127,7 +133,8 @@ class Preloader:
         """Record a generation by ``model_id`` and preload its likely successor.
 
         Returns:
-            The model a load was started for, or None.
+            The model a load was asked for (the scheduler may still refuse it: see
+            :attr:`last_load`), or None.
         """
         self.successors.observe(model_id)
         guess = self.successors.predict(model_id, min_count=self.min_count, min_share=self.min_share)
@@ -139,15 +146,20 @@ class Preloader:
             status = manager.model_status(target)
             if status.state not in (ModelState.UNLOADED, ModelState.FAILED):
                 return None  # loaded or on its way
-            tier = manager.catalog.get(target).tier
-            tier = tier if tier in ("ram", "swap") else "swap"
-            if not manager.plan(target, tier).ok:
-                return None  # a preload never makes room
-            manager.load(target, tier)
+            tier = manager.tier_for(target)
+            future = manager.load(target, tier)
         except OrinError as exc:
             log.info("preload of %s after %s skipped: %s", target, model_id, exc)
             return None
-        log.info("preloading %s into %s: it usually follows %s (%.0f%%)", target, tier, model_id,
+        log.info("preloading %s into %s: it usually follows %s (%.0f%%)", target, tier.value, model_id,
                  guess[1] * 100)
+        future.add_done_callback(lambda f: _log_outcome(f, target, model_id))
+        self.last_load = future
         self.preloaded.append((model_id, target))
         return target
+
+
+def _log_outcome(future: Future[ModelStatus], target: str, after: str) -> None:
+    error = future.exception()
+    if error is not None:
+        log.info("preload of %s after %s did not happen: %s", target, after, error)
