@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 CONFIG_FILE_LIMIT: Final = 1 * MB
-"""The largest catalog or config file read (a catalog of a thousand models is ~200 KB)."""
+"""The largest catalog or config file read (a thousand models with checksums take about 250 KB)."""
 
 STATE_FILE_LIMIT: Final = 4 * MB
 """The largest state file read (usage.json, measurements.json; each is a few KB)."""

@@ -53,7 +53,7 @@ TIERS: tuple[str, ...] = get_args(TierName)
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 CATALOG_LIMIT = CONFIG_FILE_LIMIT
-"""The largest catalog file read (1 MB; a thousand entries take about 200 KB)."""
+"""The largest catalog file read (1 MB; a thousand entries with checksums take about 250 KB)."""
 
 _NEW_FILE_HEADER = """\
 # Orin Console model catalog. One [[models]] table per model; paths are relative to this file.
