@@ -1,0 +1,46 @@
+"""Runner processes of this test process, and a fake machine that sees the runners it loads."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import psutil
+
+from orin_console.core.memory.admission import MachineMemory
+
+if TYPE_CHECKING:
+    from orin_console.core.manager.manager import Manager
+
+RUNNER_MODULE = "orin_console.core.runner.child"
+
+
+def runner_processes() -> list[psutil.Process]:
+    """Every live runner process (spares included) started by this test process."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if RUNNER_MODULE in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found
+
+
+class FakeMachine:
+    """``MemAvailable`` = ``total`` minus what loaded runners hold, as the kernel would show it.
+
+    A runner's memory becomes visible once its load has settled (the scheduler's reservation is
+    no longer in flight), which is when the real ``MemAvailable`` shows it too; until then the
+    scheduler must subtract it itself. Deterministic: no real measurement is involved.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.manager: Manager | None = None
+
+    def __call__(self) -> MachineMemory:
+        visible = 0
+        if self.manager is not None:
+            # Called under the scheduler's lock: read its reservations directly.
+            visible = sum(r.bytes for r in self.manager.scheduler._held if not r.in_flight)
+        return MachineMemory(mem_available=self.total - visible, swap_free=0)
