@@ -71,6 +71,7 @@ class RunnerChannel:
     _pending: dict[int, Waiter]
     _gen: Inbox | None
     _stopping: bool
+    _stall_reason: str | None
     _loaded: bool
     _exited: threading.Event
 
@@ -185,7 +186,13 @@ class RunnerChannel:
 
     def _route(self, item: Message) -> None:
         rid = item.get("re")
-        if item.get("ev") == "progress":
+        ev = item.get("ev")
+        if ev == "tick":
+            gen = self._gen
+            if gen is not None and rid == gen.id:
+                gen.touch()
+            return
+        if ev == "progress":
             waiter = self._pending.get(rid)  # type: ignore[arg-type]
             if waiter is not None and waiter.progress is not None:
                 try:
@@ -224,11 +231,14 @@ class RunnerChannel:
         err_thread.join(2.0)  # the last stderr lines explain the death
         with self._lock:
             self.returncode = proc.returncode
-            if self._stopping and problem is None:
+            stall = self._stall_reason
+            if self._stopping and problem is None and stall is None:
                 self.died = None
             else:
                 reason, sig = describe_exit(proc.returncode)
-                if problem is not None:
+                if stall is not None:
+                    reason = stall  # killed by the watchdog: not the OOM killer's SIGKILL
+                elif problem is not None:
                     reason = f"{problem} ({reason})"
                 tail = pick_tail(self._lines_since_start())
                 self.died = RunnerDied(self.model_id, reason, proc.returncode, sig, tail)

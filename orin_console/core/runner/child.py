@@ -185,6 +185,7 @@ class RunnerHost:
         self._t0 = self._first = self._last = 0.0
         self._ntok = self._prompt_tokens = 0
         self._max_tokens = 0
+        self._tick_s = self._last_tick = 0.0
         self._is_eog: Any = None
         self.token_delay = _env_seconds(TEST_TOKEN_DELAY_ENV) if test_hooks else 0.0
         self.load_delay = _env_seconds(TEST_LOAD_DELAY_ENV) if test_hooks else 0.0
@@ -288,6 +289,11 @@ class RunnerHost:
         if self._ntok >= self._max_tokens or int(llm.n_tokens) >= int(llm.n_ctx()):
             raise _LengthReached
         now = time.perf_counter()
+        if self._tick_s and now - self._last_tick >= self._tick_s:
+            # The console's watchdog counts frames; tokens may come without text for a while
+            # (held-back UTF-8, a possible stop string, a non-streamed request).
+            self._last_tick = now
+            self.writer.send({"ev": "tick", "re": self._gen_id, "tokens": self._ntok})
         if not self._first:
             self._first = now
             self._prompt_tokens = int(llm.n_tokens)
@@ -312,7 +318,7 @@ class RunnerHost:
                         self.model_id = msg["model_id"]  # a spare learns whose model it hosts
                     self._load(rid, msg.get("config") or {})
                 else:
-                    self._generate(rid, msg.get("request") or {})
+                    self._generate(rid, msg.get("request") or {}, msg.get("tick_s"))
             except ChannelClosed:
                 return 0
             except Exception as exc:  # noqa: BLE001 - report, keep serving
@@ -414,7 +420,8 @@ class RunnerHost:
             time.sleep(0.01)
         return not self.stopping
 
-    def _generate(self, rid: Any, wire: dict[str, Any]) -> None:
+    def _generate(self, rid: Any, wire: dict[str, Any], tick_s: Any = None) -> None:
+        """Run one generation; ``tick_s``: send a ``tick`` frame at least this often."""
         if self.llm is None:
             self._done(rid, error="no model is loaded in this runner")
             return
@@ -429,6 +436,8 @@ class RunnerHost:
         self._first = self._last = 0.0
         self._ntok = self._prompt_tokens = 0
         self._max_tokens = req.max_tokens
+        self._tick_s = float(tick_s) if isinstance(tick_s, (int, float)) and tick_s > 0 else 0.0
+        self._last_tick = self._t0
         kwargs: dict[str, Any] = {
             "max_tokens": req.max_tokens,
             "temperature": req.temperature,

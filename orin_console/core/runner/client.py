@@ -78,6 +78,11 @@ class Runner(RunnerChannel):
         python: the interpreter that runs the runner (default: this one).
         log_lines: how many recent output lines to keep.
         spares: a pool of warm runner processes to start from (faster loads and moves).
+        first_token_timeout_s: the watchdog's limit before a generation's first frame
+            (prompt evaluation included); None: no limit.
+        token_gap_timeout_s: the watchdog's limit between two frames of a generation; None:
+            no limit. A generating runner silent for longer (stopped, swapped out, hung) is
+            killed and the stream fails with the reason; ``on_exit`` reports it as a death.
     """
 
     cancel_grace_s = 2.0
@@ -94,7 +99,13 @@ class Runner(RunnerChannel):
         python: str | None = None,
         log_lines: int = 200,
         spares: SpareRunners | None = None,
+        first_token_timeout_s: float | None = 120.0,
+        token_gap_timeout_s: float | None = 30.0,
     ) -> None:
+        for name, value in (("first_token_timeout_s", first_token_timeout_s),
+                            ("token_gap_timeout_s", token_gap_timeout_s)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 seconds (or None for no limit), got {value}")
         self.model_id = model_id
         self.config = config
         self._on_exit = on_exit
@@ -102,6 +113,8 @@ class Runner(RunnerChannel):
         self._launcher = list(launcher)
         self._python = python or sys.executable
         self._spares = spares
+        self.first_token_timeout_s = first_token_timeout_s
+        self.token_gap_timeout_s = token_gap_timeout_s
         self._log: deque[str] = deque(maxlen=log_lines)
         self._logger = logging.getLogger(f"orin_console.runner.{model_id}")
         self._lock = threading.Lock()
@@ -114,6 +127,7 @@ class Runner(RunnerChannel):
         self._loaded = False
         self._starting = False  # start() is between its spawn and the load's end
         self._start_stopped: str | None = None  # why kill/shutdown/cancel stopped that start
+        self._stall_reason: str | None = None  # the watchdog killed the process, and why
         self._exited = threading.Event()
         self._exited.set()
         self._reported = threading.Event()  # on_exit has returned (one per process)
@@ -289,6 +303,7 @@ class Runner(RunnerChannel):
         self._gen = None
         self._stopping = False
         self._loaded = False
+        self._stall_reason = None
         self.died = None
         self.returncode = None
         self._exited.clear()
@@ -391,7 +406,8 @@ class Runner(RunnerChannel):
                 raise RunnerBusy(
                     self.model_id, f"`{self.model_id}` is already generating (one generation at a time)"
                 )
-            inbox = Inbox(gen_id, self._send_cancel)
+            inbox = Inbox(gen_id, self._send_cancel, first_frame_s=self.first_token_timeout_s,
+                          frame_gap_s=self.token_gap_timeout_s, on_stall=self._stalled)
             self._gen = inbox
             writer = self._writer
         try:
@@ -411,7 +427,9 @@ class Runner(RunnerChannel):
     def _generate_frame(self, gen_id: int, request: GenerateRequest) -> bytes:
         """Encode the ``generate`` command; refuse text that cannot be sent whole."""
         try:
-            frame = encode_json({"op": "generate", "id": gen_id, "request": request.to_wire()})
+            gap = self.token_gap_timeout_s
+            tick_s = min(1.0, gap / 4) if gap is not None else 0.0  # frames while no text comes
+            frame = encode_json({"op": "generate", "id": gen_id, "request": request.to_wire(), "tick_s": tick_s})
         except (UnicodeEncodeError, TypeError, ValueError) as exc:
             # Only a request changed after it was made gets here: name the bad text.
             check_request_text(request.prompt, request.messages, request.stop)
@@ -424,6 +442,20 @@ class Runner(RunnerChannel):
                 f"{MAX_FRAME // MB} MB; send a shorter prompt"
             )
         return frame
+
+    def _stalled(self, gen_id: int, limit: float) -> RunnerDied:
+        """The watchdog: generation ``gen_id`` got no frame for ``limit`` seconds; kill."""
+        reason = (f"stopped answering for {limit:g} s (stopped? swapped out?); it was killed, "
+                  "ask again to restart it")
+        with self._lock:
+            proc, gen = self._proc, self._gen
+            current = gen is not None and gen.id == gen_id and not self._exited.is_set()
+            if current and self._stall_reason is None:
+                self._stall_reason = reason
+        if current and proc is not None:
+            self._logger.error("runner for `%s` %s", self.model_id, reason)
+            proc.kill()  # the reader reports the end to the stream and to on_exit
+        return RunnerDied(self.model_id, reason, None, "SIGKILL")
 
     def complete(self, request: GenerateRequest) -> Chunk:
         """Generate without streaming; return the final chunk (whole text and stats)."""

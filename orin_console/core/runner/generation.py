@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from orin_console.core.runner.messages import Chunk, GenerationStats, RunnerError
+
+
+StallHandler = Callable[[int, float], BaseException]
+"""Called with the generation id and the limit passed; ends the runner and returns the error
+to raise should its end not be reported in time."""
+
+STALL_REPORT_S = 15.0
+"""How long a stalled stream waits for the runner's end to be reported after the kill."""
 
 
 class Inbox:
@@ -15,6 +24,12 @@ class Inbox:
 
     The runner holds the inbox, the caller holds the :class:`Generation` around it, so a
     stream the caller drops is noticed (and cancelled) although the runner still delivers.
+
+    The watchdog lives here, on the caller's side: :meth:`get` waits for the next item at
+    most until ``first_frame_s`` (before the first frame) or ``frame_gap_s`` (after it) have
+    passed since the last frame arrived, counting the runner's ``tick`` frames, which it sends
+    while tokens come without text. Past that, ``on_stall`` ends the runner. A slow consumer is
+    never blamed: the gap is measured from frame arrivals, not from the consumer's calls.
 
     Attributes:
         id: the request id on the runner's channel.
@@ -25,19 +40,59 @@ class Inbox:
             or the next :meth:`Runner.generate`.
     """
 
-    def __init__(self, gen_id: int, send_cancel: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        gen_id: int,
+        send_cancel: Callable[[int], None],
+        *,
+        first_frame_s: float | None = None,
+        frame_gap_s: float | None = None,
+        on_stall: StallHandler | None = None,
+    ) -> None:
         self.id = gen_id
         self.cancel_requested = False
         self.abandoned = False
         self._send_cancel = send_cancel
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._finished = threading.Event()
+        self._first_frame_s = first_frame_s
+        self._frame_gap_s = frame_gap_s
+        self._on_stall = on_stall
+        self._last_frame = time.monotonic()  # the request was sent now
+        self._framed = False
 
     def put(self, item: Any) -> None:
         """Deliver a text piece, the final reply (a dict) or an error (called by the reader)."""
+        self._last_frame = time.monotonic()
+        self._framed = True
         if type(item) is not str:
             self._finished.set()
         self.queue.put(item)
+
+    def touch(self) -> None:
+        """A frame with no text (the runner's ``tick``) arrived: the runner is generating."""
+        self._last_frame = time.monotonic()
+        self._framed = True
+
+    def get(self) -> Any:
+        """Return the next item (text, final reply or error); end the runner if it stalls."""
+        if self._on_stall is None:
+            return self.queue.get()
+        while True:
+            limit = self._frame_gap_s if self._framed else self._first_frame_s
+            if limit is None:
+                return self.queue.get()
+            left = self._last_frame + limit - time.monotonic()
+            try:
+                return self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait()
+            except queue.Empty:
+                if left > 0:
+                    continue  # a frame came meanwhile: measure again from it
+            fallback = self._on_stall(self.id, limit)
+            try:
+                return self.queue.get(timeout=STALL_REPORT_S)
+            except queue.Empty:
+                return fallback
 
     @property
     def finished(self) -> bool:
@@ -95,7 +150,7 @@ class Generation(Iterator[Chunk]):
     def __next__(self) -> Chunk:
         if self._consumed:
             raise StopIteration
-        item = self._inbox.queue.get()
+        item = self._inbox.get()
         if type(item) is str:
             return Chunk(item)
         self._consumed = True
