@@ -254,10 +254,19 @@ class Subscription:
         return None if item is None else self._resolve(item)
 
     def get_nowait(self) -> Event | None:
-        """The oldest pending event, or None at once."""
-        with self._cond:
-            item = self._take()
+        """The oldest pending event, or None at once (an overflow's snapshot is made here)."""
+        item = self._take_nowait()
         return None if item is None else self._resolve(item)
+
+    def _take_nowait(self) -> object | None:
+        """The oldest pending item unresolved: an event, or the overflow marker (the asyncio
+        adapter makes that snapshot in a worker thread, off the event loop)."""
+        with self._cond:
+            return self._take()
+
+    @staticmethod
+    def _needs_snapshot(item: object) -> bool:
+        return item is _OVERFLOW
 
     def drain(self) -> list[Event]:
         """Every pending event, oldest first, without waiting."""
