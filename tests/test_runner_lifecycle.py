@@ -4,6 +4,11 @@ outlives its console or its dropped :class:`Runner`, and every thread a runner s
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -12,7 +17,15 @@ import psutil
 import pytest
 
 from orin_console.core.cancel import CancelToken
-from orin_console.core.runner import GenerateRequest, Runner, RunnerDied, RunnerLoadStopped, tier_config
+from orin_console.core.runner import (
+    GenerateRequest,
+    Runner,
+    RunnerDied,
+    RunnerError,
+    RunnerLoadStopped,
+    tier_config,
+)
+from orin_console.core.runner.spares import launch_child
 from orin_console.testing.waits import wait_until
 
 SLOW_LOAD = {"ORIN_RUNNER_TEST_HOOKS": "1", "ORIN_RUNNER_TEST_LOAD_DELAY_S": "60"}
@@ -107,3 +120,74 @@ def test_a_stop_after_the_load_is_a_plain_kill(tiny_model_path: Path) -> None:
         assert runner.complete(GenerateRequest(prompt="hi", max_tokens=2)).done
     finally:
         runner.shutdown()
+
+
+# -- the console's death ------------------------------------------------------------------
+
+_CONSOLE = """
+import os, subprocess, sys, threading, time
+from orin_console.core.runner import Runner, tier_config
+runner = Runner("orphan", tier_config("swap", sys.argv[1], n_ctx=128, n_threads=1))
+# Started from a thread that then ends: the runner must outlive that thread (the parent-death
+# signal follows the forking thread, which is why one long-lived thread forks every runner).
+starter = threading.Thread(target=runner.start)
+starter.start()
+starter.join()
+assert runner.ping().state == "idle"
+holder = 0
+if sys.argv[2] == "hold":
+    # A process that keeps the console's end of the channel open: no end of file reaches the
+    # runner, so only the parent-death signal can end it.
+    fd = runner._writer._sock.fileno()
+    os.set_inheritable(fd, True)
+    holder = subprocess.Popen(["sleep", "120"], pass_fds=(fd,)).pid
+assert runner.ping().state == "idle"
+print(runner.pid, holder, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("hold", ["hold", "plain"])
+def test_runners_die_with_a_console_killed_by_sigkill(tiny_model_path: Path, hold: str) -> None:
+    console = subprocess.Popen([sys.executable, "-c", _CONSOLE, str(tiny_model_path), hold],
+                               stdout=subprocess.PIPE, text=True)
+    holder = 0
+    try:
+        assert console.stdout is not None
+        line = console.stdout.readline()
+        assert line, "the console did not start its runner"
+        runner_pid, holder = (int(x) for x in line.split())
+        assert not _gone(runner_pid)
+        console.kill()
+        console.wait()
+        killed_at = time.monotonic()
+        wait_until(lambda: _gone(runner_pid), timeout=5, interval=0.02, what="the orphaned runner to exit")
+        print(f"runner gone {(time.monotonic() - killed_at) * 1000:.0f} ms after the console's SIGKILL")
+        if holder:
+            assert not _gone(holder)  # the channel really stayed open
+    finally:
+        if console.poll() is None:
+            console.kill()
+            console.wait()
+        if holder:
+            os.kill(holder, signal.SIGKILL)
+
+
+def test_a_runner_exits_on_end_of_file_while_loading_and_as_a_spare(tiny_model_path: Path) -> None:
+    """Without the parent-death signal's help (the console lives on), closing the channel
+    ends a runner that is loading and a spare that waits for a model: they exit by themselves
+    (status 0), not by the console's kill."""
+    proc, sock = launch_child(sys.executable, (), {}, "spare", preload=True)
+    sock.close()
+    assert proc.wait(10) == 0
+    assert proc.stdout is not None
+    proc.stdout.close()
+
+    cfg = tier_config("swap", str(tiny_model_path), n_ctx=128, n_threads=1)
+    runner = Runner("eof", cfg, env=SLOW_LOAD)
+    load = _Load(runner)
+    load.wait_loading()
+    runner._writer._sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+    error = load.join()
+    assert isinstance(error, RunnerError) and not isinstance(error, RunnerLoadStopped)
+    assert runner.returncode == 0  # it left on its own

@@ -12,8 +12,11 @@ Started by :class:`~orin_console.core.runner.client.Runner` as::
   that the token hook checks after each token is sampled: generation stops within one token.
 
 llama.cpp's log goes to this process's stderr through our own log callback (never to the
-terminal: the console reads stderr through a pipe). The console's end of the socket closing
-means the console is gone: the runner exits at once rather than hold memory as an orphan.
+terminal: the console reads stderr through a pipe). A runner never outlives its console: the
+console's end of the socket closing means the console is gone, and the reader thread exits at
+once (idle, loading, generating, or as a spare); and the kernel SIGKILLs the runner when the
+console dies (``PR_SET_PDEATHSIG``, set first thing), which also covers a console killed while
+something else still holds its end of the socket.
 
 Test hooks: only with ``ORIN_RUNNER_TEST_HOOKS=1`` in the environment, ``abort`` calls
 :func:`os.abort` and ``exit`` calls :func:`os._exit` with a given code (otherwise they are
@@ -492,6 +495,34 @@ class RunnerHost:
         self._done(rid, {"text": "".join(pieces), "stats": stats})
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_console(console_pid: int | None) -> None:
+    """Have the kernel SIGKILL this process when the console dies, however it dies.
+
+    ``PR_SET_PDEATHSIG`` covers a console killed with SIGKILL, where nothing else runs; the
+    end of file on the channel (the reader thread) covers the rest. The console may have died
+    before the call: then the parent is already someone else, and this exits at once.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+                problem = os.strerror(ctypes.get_errno())
+                print(f"orin runner: could not set the parent-death signal: {problem}", file=sys.stderr, flush=True)
+        except (OSError, AttributeError) as exc:
+            print(f"orin runner: no prctl, no parent-death signal: {exc}", file=sys.stderr, flush=True)
+    if console_pid is None or os.getppid() == console_pid:
+        return
+    try:  # a launcher between us (its own death signals ours), or the console is gone
+        os.kill(console_pid, 0)
+    except ProcessLookupError:
+        os._exit(0)
+    except PermissionError:
+        pass
+
+
 def _env_seconds(name: str) -> float:
     """A test hook's delay from the environment, in seconds (0 when unset)."""
     return float(os.environ.get(name, "0") or 0)
@@ -502,9 +533,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="orin_console.core.runner.child")
     parser.add_argument("--fd", type=int, required=True, help="this end of the socketpair")
     parser.add_argument("--model-id", required=True)
+    parser.add_argument("--console-pid", type=int, default=None,
+                        help="the console's pid: exit at once if it is already gone")
     parser.add_argument("--preload", action="store_true",
                         help="import llama_cpp now (a spare runner waiting for its model)")
     args = parser.parse_args(argv)
+    _die_with_console(args.console_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the console decides when a runner ends
     if args.preload:
         import llama_cpp  # noqa: F401 - warm: the later load skips the import

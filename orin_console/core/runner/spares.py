@@ -4,16 +4,24 @@ Starting a runner costs a Python start and the import of llama_cpp (about 0.1–
 which dominates a tier move of a model whose file is in the page cache. A :class:`SpareRunners`
 keeps one process started with ``--preload`` (llama_cpp already imported, no model, about
 40 MB), hands it to the next runner that starts, and starts a new spare in the background.
+
+Every runner process is started by one long-lived thread of the console (:class:`_Forker`).
+The runner asks the kernel to SIGKILL it when its parent dies (``PR_SET_PDEATHSIG``), and for
+the kernel the parent is the *thread* that forked it: a runner forked by a load-pool worker or a
+short-lived thread would be killed when that thread ends. The forker thread lives as long as
+the console's process.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from orin_console.core.runner.messages import RunnerError
 
@@ -21,6 +29,54 @@ CHILD_MODULE = "orin_console.core.runner.child"
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
 
 Launched = tuple["subprocess.Popen[bytes]", socket.socket]
+T = TypeVar("T")
+
+
+class _Forker:
+    """The one thread that forks every runner process (see the module's docstring).
+
+    A daemon thread, started on first use and never ended: it dies with the process, which is
+    exactly when its children should go. After a ``fork()`` of the console (the thread does
+    not survive it) a new one is started.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], list[Any], threading.Event]] = queue.SimpleQueue()
+
+    def run(self, job: Callable[[], T]) -> T:
+        """Run ``job`` on the forker thread; return its result or raise its exception."""
+        if threading.current_thread() is self._thread:
+            return job()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._jobs = queue.SimpleQueue()
+                self._thread = threading.Thread(target=self._serve, args=(self._jobs,),
+                                                name="runner-forker", daemon=True)
+                self._thread.start()
+            jobs = self._jobs
+        outcome: list[Any] = []
+        done = threading.Event()
+        jobs.put((job, outcome, done))
+        done.wait()
+        ok, value = outcome
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue[tuple[Callable[[], Any], list[Any], threading.Event]]) -> None:
+        while True:
+            job, outcome, done = jobs.get()
+            try:
+                outcome[:] = [True, job()]
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                outcome[:] = [False, exc]
+            done.set()
+
+
+_FORKER = _Forker()
 
 
 def launch_child(python: str, launcher: Sequence[str], extra_env: Mapping[str, str],
@@ -36,11 +92,12 @@ def launch_child(python: str, launcher: Sequence[str], extra_env: Mapping[str, s
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     fd = child_sock.fileno()
-    cmd = [*launcher, python, "-m", CHILD_MODULE, "--fd", str(fd), "--model-id", model_id]
+    cmd = [*launcher, python, "-m", CHILD_MODULE, "--fd", str(fd), "--model-id", model_id,
+           "--console-pid", str(os.getpid())]
     if preload:
         cmd.append("--preload")
     try:
-        proc = subprocess.Popen(
+        proc = _FORKER.run(lambda: subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -49,7 +106,7 @@ def launch_child(python: str, launcher: Sequence[str], extra_env: Mapping[str, s
             close_fds=True,
             start_new_session=True,  # terminal signals (Ctrl-C) are the console's to handle
             env=env,
-        )
+        ))
     except OSError as exc:
         parent_sock.close()
         raise RunnerError(model_id, f"could not start a runner for `{model_id}`: {exc}") from exc
