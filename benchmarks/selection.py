@@ -10,16 +10,25 @@ warmed up before timing. Five rounds run; the round with the median p99 is repor
 every round's p99 and the load average, because on a shared machine other processes preempt
 some calls.
 
+Warm routing: the cost of :meth:`Engine.route` (``auto``) and :meth:`Engine.preview` (detection
++ route) for a prompt whose best model is already loaded, on a real core (``make_core``) over a
+small catalog of tiny generated models with the chat model loaded (one runner process) and the
+others cold, against the bare ``select`` call with the same residency and usage, measured in
+the same run. The route adds reading the manager's status (every model's state, the tiers'
+reservations, the machine's free memory) and its usage snapshot. It must read no GGUF header
+and make no admission plan: the run counts both and reports them (expected: 0).
+
 Accuracy: ``detect_task`` on every prompt of ``tests/data/task_prompts.jsonl``, per task, on
 the whole set, the development split and the held-out split (each row's ``split`` field; the
 held-out prompts were never used to write the rules).
 
 Usage::
 
-    .venv/bin/python benchmarks/selection.py [--iterations 3000] [--rounds 5]
+    .venv/bin/python benchmarks/selection.py [--iterations 3000] [--rounds 5] [--warm-iterations 2000]
 
 The last line of output is JSON:
-``{"benchmark": "selection", "p50_us": ..., "p99_us": ..., "accuracy": ..., "per_task": {...}}``.
+``{"benchmark": "selection", "p50_us": ..., "p99_us": ..., "warm_route_p50_us": ...,
+"warm_header_reads": 0, "accuracy": ..., "per_task": {...}}``.
 """
 
 from __future__ import annotations
@@ -30,16 +39,23 @@ import json
 import os
 import random
 import sys
+import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from orin_console.core import gguf  # noqa: E402
 from orin_console.core.catalog.store import Catalog, CatalogEntry, Task  # noqa: E402
+from orin_console.core.engine.inference import residency_of  # noqa: E402
 from orin_console.core.engine.selection import Mode, UsageStats, select, selector_for  # noqa: E402
 from orin_console.core.engine.tasks import DETECTED_TASKS, detect_task  # noqa: E402
+from orin_console.testing.managers import make_core  # noqa: E402
+from orin_console.testing.tiny_models import write_tiny_llama  # noqa: E402
 
 LABELLED = REPO / "tests" / "data" / "task_prompts.jsonl"
 TAGS: tuple[Task, ...] = ("chat", "code", "classification", "summarisation", "extraction", "completion")
@@ -130,6 +146,81 @@ def median_round(iterations: int, rounds: int) -> tuple[dict[str, float], list[f
     return results[len(results) // 2], [r["p99_us"] for r in results]
 
 
+WARM_CATALOG_TASKS: tuple[tuple[str, str, str], ...] = (
+    ("chat-a", "chat", "ram"), ("code-a", "code", "swap"), ("chat-b", "chat", "swap"),
+    ("summary-a", "summarisation", "swap"), ("extract-a", "extraction", "disk"),
+    ("classify-a", "classification", "swap"), ("code-b", "code", "disk"), ("base-a", "completion", "disk"),
+)
+WARM_PROMPT = "Hello! Could you tell me how your day is going so far?"
+
+
+def _timed(call: Callable[[], Any], iterations: int) -> list[int]:
+    clock = time.perf_counter_ns
+    for _ in range(min(200, iterations)):  # warm-up
+        call()
+    gc.collect()
+    out = []
+    for _ in range(iterations):
+        start = clock()
+        call()
+        out.append(clock() - start)
+    out.sort()
+    return out
+
+
+def warm_routing(iterations: int) -> dict[str, float]:
+    """Route a chat prompt whose best model (``chat-a``) is loaded; p50/p99 in µs of the
+    route, the preview and the bare selection, and the GGUF header reads and admission plans
+    made while routing (both expected 0)."""
+    with tempfile.TemporaryDirectory(prefix="orin-warm-route-") as tmp:
+        folder = Path(tmp)
+        write_tiny_llama(folder / "tiny.gguf", n_ctx=512)
+        lines = []
+        for model_id, task, tier in WARM_CATALOG_TASKS:
+            (folder / f"{model_id}.gguf").symlink_to(folder / "tiny.gguf")
+            lines.append(f'[[models]]\nid = "{model_id}"\npath = "{model_id}.gguf"\n'
+                         f'tasks = ["{task}"]\ntier = "{tier}"\ncontext = 512\n')
+        (folder / "models.toml").write_text("\n".join(lines))
+        with make_core(folder) as core:
+            manager, engine = core.manager, core.engine
+            manager.load("chat-a").result(120)
+            guess = detect_task(WARM_PROMPT)
+            route = engine.route(guess, "auto", None, None)
+            if route.selection.model_id != "chat-a" or route.load_tier is not None:
+                raise SystemExit(f"warm routing set-up is wrong: {route.selection.explanation}")
+            residency = residency_of(manager.status())
+            usage = manager.usage.snapshot()
+            catalog = manager.catalog
+            reads = plans = 0
+            real_read, real_plan = gguf.read_gguf, manager.plan
+
+            def counting_read(*args: Any, **kwargs: Any) -> Any:
+                nonlocal reads
+                reads += 1
+                return real_read(*args, **kwargs)
+
+            def counting_plan(*args: Any, **kwargs: Any) -> Any:
+                nonlocal plans
+                plans += 1
+                return real_plan(*args, **kwargs)
+
+            gguf.read_gguf = counting_read  # type: ignore[assignment]
+            manager.plan = counting_plan  # type: ignore[method-assign]
+            try:
+                routes = _timed(lambda: engine.route(guess, "auto", None, None), iterations)
+                previews = _timed(lambda: engine.preview(WARM_PROMPT), iterations)
+            finally:
+                gguf.read_gguf = real_read
+                del manager.plan
+            bare = _timed(lambda: select("auto", guess, catalog, residency, usage), iterations)
+            status = _timed(manager.status, iterations)
+    return {"route_p50_us": _pct(routes, 0.5), "route_p99_us": _pct(routes, 0.99),
+            "preview_p50_us": _pct(previews, 0.5), "preview_p99_us": _pct(previews, 0.99),
+            "select_p50_us": _pct(bare, 0.5), "select_p99_us": _pct(bare, 0.99),
+            "status_p50_us": _pct(status, 0.5), "status_p99_us": _pct(status, 0.99),
+            "header_reads": reads, "plans": plans, "models": len(WARM_CATALOG_TASKS)}
+
+
 def accuracy(rows: list[dict[str, str]]) -> dict[str, dict[str, tuple[int, int]]]:
     """split -> task -> (correct, total); splits: all, dev, held_out."""
     result: dict[str, dict[str, tuple[int, int]]] = {}
@@ -153,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iterations", type=int, default=3000, help="timed calls per round (default 3000)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the median one is reported (default 5)")
+    parser.add_argument("--warm-iterations", type=int, default=2000,
+                        help="timed warm routes (default 2000; 0 skips the warm-routing part)")
     args = parser.parse_args(argv)
     rows = load_labelled()
     acc = accuracy(rows)
@@ -175,6 +268,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<18}{lat[key + '_p50_us']:>8.1f}{lat[key + '_p99_us']:>8.1f}")
     print(f"{'detect + select':<18}{lat['p50_us']:>8.1f}{lat['p99_us']:>8.1f}")
     print(f"p99 of each round: {', '.join(f'{v:.1f}' for v in round_p99)}")
+    warm = warm_routing(args.warm_iterations) if args.warm_iterations > 0 else None
+    if warm is not None:
+        print()
+        print(f"Warm routing, {warm['models']:.0f}-model catalog of tiny models, best model loaded, "
+              f"{args.warm_iterations} calls each (µs)")
+        print(f"{'':<34}{'p50':>8}{'p99':>8}")
+        for name, key in (("bare select (same run)", "select"), ("manager.status()", "status"),
+                          ("Engine.route (auto)", "route"), ("Engine.preview (detect + route)", "preview")):
+            print(f"{name:<34}{warm[key + '_p50_us']:>8.1f}{warm[key + '_p99_us']:>8.1f}")
+        print(f"GGUF header reads while routing: {warm['header_reads']:.0f}; "
+              f"admission plans: {warm['plans']:.0f}")
     summary = {
         "benchmark": "selection",
         "p50_us": round(lat["p50_us"], 1), "p99_us": round(lat["p99_us"], 1),
@@ -185,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         "held_out_accuracy": round(_ratio(acc["held_out"]), 4),
         "per_task": {task: round(r / n, 4) for task, (r, n) in acc["all"].items()},
     }
+    if warm is not None:
+        summary.update({f"warm_{key}": round(value, 1) for key, value in warm.items()})
     print(json.dumps(summary))
     return 0
 

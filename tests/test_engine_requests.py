@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from orin_console.core import gguf
 from orin_console.core.engine.inference import Engine
 from orin_console.core.engine.streams import EngineStream
 from orin_console.core.engine.types import ParameterError, Result, Route
@@ -161,10 +162,17 @@ def test_routing_a_warm_request_makes_no_admission_plan(workdir: Path,
             return real_plan(model_id, tier)
 
         monkeypatch.setattr(manager, "plan", counting_plan)
+        real_read = gguf.read_gguf
+
+        def counting_read(path: object, *args: object, **kwargs: object) -> object:
+            planned.append(f"read {Path(str(path)).name}")
+            return real_read(path, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(gguf, "read_gguf", counting_read)
         route = engine.preview(CHAT_PROMPT)  # alpha (loaded) is the best for chat
         assert route.selection.model_id == "alpha" and route.load_tier is None
         assert route.selection.runner_up == "beta"  # named on merit, not planned
         assert planned == []
         cold = engine.preview(CODE_PROMPT)  # beta is best for code and must load: planned
         assert cold.selection.model_id == "beta" and cold.load_tier == "swap"
-        assert planned == ["beta"]
+        assert planned == ["beta", "read beta.gguf"]

@@ -302,8 +302,7 @@ class Engine:
         return Route(alternative, None, (*route.notes, note))
 
     def _default_tier(self, model_id: str) -> str:
-        tier = self.manager.catalog.get(model_id).tier
-        return tier if tier in ("ram", "swap") else "swap"
+        return self.manager.tier_for(model_id).value  # the one rule (disk-tier models: swap)
 
     def _cold_tier(self, model_id: str, cache: dict[str, str | None]) -> str | None:
         """The tier a cold model would be admitted into now (its preferred tier; a RAM-tier
