@@ -60,13 +60,14 @@ def test_a_manager_starts_nothing_until_the_first_load(folder: Path, monkeypatch
         manager.start()
         assert manager.plan("beta", "swap").ok and manager.status().models and list(manager.catalog)
         assert manager.tier_for("gamma") is Tier.SWAP and manager.tier_for("alpha") is Tier.RAM
+        manager.plan("alpha", "ram")  # a dry run of a RAM-tier load
+        manager.prediction("alpha", "ram")
         assert runner_processes() == [] and probes == []  # no spare, no probe
-        manager.plan("alpha", "ram")
-        manager.plan("alpha", "ram")
-        assert len(probes) == 1  # the RAM-tier prediction needed it, once
-        assert runner_processes() == []
         manager.load("beta").result(60)
-        assert runner_processes()  # the runner (and from now on a spare)
+        assert runner_processes() and probes == []  # the runner (and from now on a spare)
+        manager.load("alpha").result(60)
+        manager.move("beta", "ram").result(60)
+        assert len(probes) == 1  # asked once, by the first real RAM-tier load
     finally:
         manager.close()
     assert_no_runner_left()

@@ -120,7 +120,7 @@ class LoadTasks:
         try:
             token.raise_if_cancelled()
             path = self._catalog().model_path(entry)
-            prediction = self._predictions.predict(entry, path, tier)  # validates the header first
+            prediction = self._predictions.predict(entry, path, tier, probe=True)  # validates the header first
             self._predictions.verify_checksum(entry, path)
             token.raise_if_cancelled()
             file_backed = int(prediction.details.get("weights_tensors", 0)) if tier is Tier.SWAP else 0

@@ -337,8 +337,8 @@ class Manager:
 
         The scheduler's own decision over its reservations now (so it agrees with a load
         asked for at the same moment); nothing is loaded or reserved. ``tier`` defaults to
-        :meth:`tier_for`. Starts no process, except the one-time GPU probe for a RAM-tier
-        prediction when ``gpu_offload`` was not given.
+        :meth:`tier_for`. Starts no process (see
+        :class:`~orin_console.core.manager.predictions.PredictionCache` for the GPU question).
         """
         model = self._model(model_id)
         target = parse_tier(tier) if tier is not None else default_tier(model.entry)

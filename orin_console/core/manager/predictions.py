@@ -4,13 +4,19 @@ A warm request must do no file work, and the optimiser asks for every model's si
 tiers each round, so the header facts (from the bounded GGUF reader), the checksum check and
 the predictions are cached per file identity ``(real path, size, mtime_ns)``; predictions also
 per (tier, context, GPU layers, corrections version). A file that changes gets a new identity
-and is read again. Whether this llama.cpp build offloads to a GPU is asked once, in a
-throw-away process, and only when a RAM-tier prediction first needs it.
+and is read again.
+
+Whether this llama.cpp build offloads to a GPU is asked once, in a throw-away process, at the
+first real RAM-tier load. A dry run (a plan, the optimiser's sizes, the engine's routing) never
+starts that process: until the probe has run, it reads the answer from the files the build
+installed (a ``libggml-cuda``/``-vulkan``/... backend beside ``libllama``), which is what the
+probe would say for every build llama-cpp-python ships with its backends as shared libraries.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import subprocess
 import threading
@@ -29,6 +35,9 @@ __all__ = ["FileIdentity", "PredictionCache", "probe_gpu_offload"]
 FileIdentity = tuple[str, int, int]
 """(real path, size, mtime_ns): a file that changes gets a new identity."""
 
+GPU_BACKENDS = ("cuda", "vulkan", "hip", "sycl", "metal", "musa", "opencl", "cann")
+"""ggml backends that offload layers to a GPU (``libggml-<name>.so``)."""
+
 MAX_CACHED_FILES = 256
 """Header facts kept at most (the oldest are dropped first)."""
 
@@ -45,6 +54,23 @@ def probe_gpu_offload(python: str) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return out.stdout.strip() == "1"
+
+
+def guess_gpu_offload() -> bool:
+    """Whether the installed llama_cpp has a GPU backend, from its files alone (no import,
+    no process): a ``libggml-<gpu backend>`` library in its package folder."""
+    try:
+        spec = importlib.util.find_spec("llama_cpp")  # a top-level package: not imported
+    except (ImportError, ValueError):
+        return False
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    for location in spec.submodule_search_locations:
+        for folder in (Path(location), Path(location) / "lib"):
+            for backend in GPU_BACKENDS:
+                if any(folder.glob(f"libggml-{backend}*")) or any(folder.glob(f"ggml-{backend}*")):
+                    return True
+    return False
 
 
 def file_identity(path: Path) -> FileIdentity | None:
@@ -82,15 +108,25 @@ class PredictionCache:
         """The build's GPU offload as known so far (None: not asked yet)."""
         return self._gpu_offload
 
-    def gpu_layers(self, tier: Tier) -> int:
-        """Layers a runner in ``tier`` offloads: -1 (all) in the RAM tier of a GPU build, else 0."""
+    def gpu_layers(self, tier: Tier, *, probe: bool = False) -> int:
+        """Layers a runner in ``tier`` offloads: -1 (all) in the RAM tier of a GPU build, else 0.
+
+        Args:
+            tier: the tier.
+            probe: a real load: ask the build in a throw-away process when not known yet.
+                Otherwise (a dry run) an unknown answer is read from the installed files.
+        """
         if tier is not Tier.RAM:
             return 0
-        if self._gpu_offload is None:
+        offload = self._gpu_offload
+        if offload is None and probe:
             with self._probe_lock:
                 if self._gpu_offload is None:
                     self._gpu_offload = probe_gpu_offload(self._python)
-        return -1 if self._gpu_offload else 0
+                offload = self._gpu_offload
+        elif offload is None:
+            offload = guess_gpu_offload()
+        return -1 if offload else 0
 
     def header(self, path: Path) -> GGUFInfo:
         """The file's validated header facts (read once per file identity).
@@ -112,15 +148,17 @@ class PredictionCache:
                 self._headers[key] = info
         return info
 
-    def predict(self, entry: CatalogEntry, path: Path, tier: Tier) -> Prediction:
+    def predict(self, entry: CatalogEntry, path: Path, tier: Tier, *, probe: bool = False) -> Prediction:
         """The prediction for ``entry`` in ``tier`` (validates the header first; cached).
+
+        ``probe``: a real load (see :meth:`gpu_layers`).
 
         Raises:
             GGUFError: the file is missing, truncated or not a GGUF the reader accepts.
         """
         info = self.header(path)
         key = file_identity(path)
-        n_gpu = self.gpu_layers(tier)
+        n_gpu = self.gpu_layers(tier, probe=probe)
         with self._lock:
             version = self._version
         cache_key = (key, entry.sha256, tier, entry.context, n_gpu, version) if key is not None else None
