@@ -4,6 +4,7 @@ outlives its console or its dropped :class:`Runner`, and every thread a runner s
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import psutil
@@ -23,6 +25,7 @@ from orin_console.core.runner import (
     RunnerDied,
     RunnerError,
     RunnerLoadStopped,
+    SpareRunners,
     tier_config,
 )
 from orin_console.core.runner.spares import launch_child
@@ -191,3 +194,43 @@ def test_a_runner_exits_on_end_of_file_while_loading_and_as_a_spare(tiny_model_p
     error = load.join()
     assert isinstance(error, RunnerError) and not isinstance(error, RunnerLoadStopped)
     assert runner.returncode == 0  # it left on its own
+
+
+# -- threads and a dropped runner ------------------------------------------------------------
+
+
+def _runner_threads(model_id: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(f"runner-{model_id}-")]
+
+
+def test_shutdown_and_kill_join_the_runners_threads(tiny_model_path: Path) -> None:
+    cfg = tier_config("swap", str(tiny_model_path), n_ctx=128, n_threads=1)
+    runner = Runner("joined", cfg)
+    runner.start()
+    assert len(_runner_threads("joined")) == 2  # the channel reader and the stderr reader
+    runner.shutdown()
+    assert _runner_threads("joined") == []
+    runner.start()
+    runner.kill()
+    assert _runner_threads("joined") == []
+
+
+def test_a_dropped_runner_takes_its_process_and_threads_with_it(tiny_model_path: Path) -> None:
+    cfg = tier_config("swap", str(tiny_model_path), n_ctx=128, n_threads=1)
+    runner = Runner("dropped", cfg)
+    runner.start()
+    pid = runner.pid
+    assert pid is not None
+    ref = weakref.ref(runner)
+    del runner
+    gc.collect()
+    assert ref() is None, "something still holds the dropped runner"
+    wait_until(lambda: _gone(pid), timeout=5, what="the dropped runner's process to end")
+    wait_until(lambda: not _runner_threads("dropped"), timeout=5, what="its threads to end")
+
+
+def test_closing_the_spares_joins_the_thread_starting_one() -> None:
+    spares = SpareRunners(sys.executable)
+    spares.close()  # at once, while the first spare may still be starting
+    assert not [t for t in threading.enumerate() if t.name == "runner-spare"]
+    assert spares._spare is None

@@ -1,11 +1,13 @@
 """The plumbing under :class:`~.client.Runner`: calls over the channel and its reader threads.
 
 :class:`RunnerChannel` is the half of :class:`~.client.Runner` that moves messages. It sends
-a request and waits for the reply (a :class:`Waiter` per request), and it holds the bodies of
-the two daemon threads each runner process has (see :mod:`.client` for what they promise):
-the stderr reader, which keeps the runner's output in the ring buffer and passes it to the
-logger, and the channel reader, which routes every frame and, at the end of the stream,
-accounts for the process's exit, fails every waiter and stream, and calls ``on_exit``.
+a request and waits for the reply (a :class:`Waiter` per request). This module also holds the
+bodies of the two daemon threads each runner process has (see :mod:`.client` for what they
+promise): :func:`stderr_loop`, which keeps the runner's output in the ring buffer and passes it
+to the logger, and :func:`read_loop`, which routes every frame and, at the end of the stream,
+accounts for the process's exit, fails every waiter and stream, and calls ``on_exit``. They
+are functions, not methods, so that a waiting thread holds no reference to its runner: a runner
+dropped without shutdown is collected, and its finaliser (:func:`kill_dropped`) ends the process.
 
 :class:`~.client.Runner` owns the state (declared on :class:`RunnerChannel` for the type
 checker) and the lock that guards it.
@@ -18,6 +20,7 @@ import logging
 import socket
 import subprocess
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import IO, Any, Self
@@ -27,7 +30,7 @@ from orin_console.core.runner.generation import Inbox
 from orin_console.core.runner.messages import RunnerDied, RunnerError
 from orin_console.core.runner.protocol import ChannelClosed, FrameError, FrameReader, FrameWriter, Message
 
-__all__ = ["START_MARK", "ProgressCallback", "RunnerChannel", "Waiter"]
+__all__ = ["START_MARK", "ProgressCallback", "RunnerChannel", "Waiter", "kill_dropped", "read_loop", "stderr_loop"]
 
 ProgressCallback = Callable[[float], None]
 
@@ -37,6 +40,94 @@ START_MARK = "--- runner started:"
 # The runner's output belongs in the console's log, never on the terminal: without this, an
 # application that configured no logging would get WARNING+ lines from logging's last resort.
 logging.getLogger("orin_console.runner").addHandler(logging.NullHandler())
+
+
+def stderr_loop(pipe: IO[bytes], log: deque[str], logger: logging.Logger) -> None:
+    """Body of the stderr reader thread: keep each output line and pass it to the logger.
+
+    It holds the ring buffer and the logger, never the runner (see :func:`read_loop`).
+    """
+    try:
+        for raw in iter(lambda: pipe.readline(8192), b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            log.append(line)
+            logger.log(log_level_of(line), "%s", line)
+    except (OSError, ValueError):
+        pass
+    finally:
+        pipe.close()
+
+
+def read_loop(
+    ref: weakref.ref[RunnerChannel],
+    proc: subprocess.Popen[bytes],
+    sock: socket.socket,
+    err_thread: threading.Thread,
+    reported: threading.Event,
+    logger: logging.Logger,
+) -> None:
+    """Body of the channel reader thread: route every frame, then account for the end.
+
+    It holds the runner only while it handles a frame, never while it waits for one, so a
+    runner dropped without :meth:`~.client.Runner.shutdown` can be collected; its finaliser
+    kills the process, and this thread then cleans up and ends.
+    """
+    reader = FrameReader(sock)
+    problem = None
+    runner: RunnerChannel | None = None
+    try:
+        while True:
+            item = reader.read()
+            if item is None:
+                break
+            runner = ref()
+            if runner is None:
+                break  # dropped: its finaliser has killed the process
+            if type(item) is str:
+                gen = runner._gen
+                if gen is not None:
+                    gen.put(item)
+                    if gen.abandoned:
+                        gen.cancel()
+            else:
+                assert isinstance(item, dict)
+                runner._route(item)
+            runner = None
+    except FrameError as exc:
+        problem = f"broke the protocol ({exc}) and was stopped"
+    except Exception as exc:  # noqa: BLE001 - never leave callers hanging
+        logger.exception("runner channel reader failed")
+        problem = f"could not be read ({exc}) and was stopped"
+    finally:
+        runner = ref()
+        try:
+            if runner is not None:
+                runner._finish(proc, sock, reader, err_thread, problem)
+            else:
+                _reap(proc, sock, reader, err_thread)
+        finally:
+            reported.set()
+
+
+def _reap(proc: subprocess.Popen[bytes], sock: socket.socket, reader: FrameReader,
+          err_thread: threading.Thread) -> None:
+    """End and collect a dropped runner's process."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    err_thread.join(2.0)
+    reader.close()
+    sock.close()
+
+
+def kill_dropped(proc: subprocess.Popen[bytes], model_id: str) -> None:
+    """The finaliser of a runner dropped (or left at exit) with its process still running."""
+    if proc.poll() is None:
+        logging.getLogger(f"orin_console.runner.{model_id}").warning(
+            "runner for `%s` was dropped without shutdown(); its process %s is killed", model_id, proc.pid)
+        proc.kill()
 
 
 class Waiter:
@@ -135,54 +226,6 @@ class RunnerChannel:
             writer.send({"op": "cancel", "gen": gen_id})
         except ChannelClosed:
             pass
-
-    def _stderr_loop(self, pipe: IO[bytes]) -> None:
-        log = self._logger
-        try:
-            for raw in iter(lambda: pipe.readline(8192), b""):
-                line = raw.decode("utf-8", "replace").rstrip()
-                if not line:
-                    continue
-                self._log.append(line)
-                log.log(log_level_of(line), "%s", line)
-        except (OSError, ValueError):
-            pass
-        finally:
-            pipe.close()
-
-    def _read_loop(
-        self,
-        proc: subprocess.Popen[bytes],
-        sock: socket.socket,
-        err_thread: threading.Thread,
-        reported: threading.Event,
-    ) -> None:
-        reader = FrameReader(sock)
-        problem = None
-        try:
-            while True:
-                item = reader.read()
-                if item is None:
-                    break
-                if type(item) is str:
-                    gen = self._gen
-                    if gen is not None:
-                        gen.put(item)
-                        if gen.abandoned:
-                            gen.cancel()
-                    continue
-                assert isinstance(item, dict)
-                self._route(item)
-        except FrameError as exc:
-            problem = f"broke the protocol ({exc}) and was stopped"
-        except Exception as exc:  # noqa: BLE001 - never leave callers hanging
-            self._logger.exception("runner channel reader failed")
-            problem = f"could not be read ({exc}) and was stopped"
-        finally:
-            try:
-                self._finish(proc, sock, reader, err_thread, problem)
-            finally:
-                reported.set()
 
     def _route(self, item: Message) -> None:
         rid = item.get("re")

@@ -10,6 +10,10 @@ socketpair (:mod:`.protocol`). Two daemon threads per process:
   ``GGML_ASSERT``, Python tracebacks) in a ring buffer and passes each line to the logger
   ``orin_console.runner.<model id>``. Nothing reaches the terminal.
 
+:meth:`Runner.shutdown` and :meth:`Runner.kill` join both threads. A runner dropped without
+either is collected (the waiting threads hold no reference to it) and its finaliser kills the
+process; the process also ends with the console, however the console ends (:mod:`.child`).
+
 Callbacks (``progress``, ``on_exit``) run on the channel reader thread: keep them short and
 never block in them (``on_exit`` may call :meth:`Runner.start` to restart).
 
@@ -24,12 +28,22 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from orin_console.core.cancel import CancelToken
-from orin_console.core.runner.channel import START_MARK, ProgressCallback, RunnerChannel, Waiter
+from orin_console.core.runner.channel import (
+    START_MARK,
+    ProgressCallback,
+    RunnerChannel,
+    Waiter,
+    kill_dropped,
+    read_loop,
+    stderr_loop,
+)
 from orin_console.core.runner.exits import is_notable
 from orin_console.core.runner.generation import Generation, Inbox
 from orin_console.core.runner.messages import (
@@ -133,6 +147,8 @@ class Runner(RunnerChannel):
         self._reported = threading.Event()  # on_exit has returned (one per process)
         self._reported.set()
         self._reader: threading.Thread | None = None
+        self._err_thread: threading.Thread | None = None
+        self._finalizer: weakref.finalize[..., Any] | None = None  # kills a dropped runner's process
         self.load_result: LoadResult | None = None
         """The last successful load's report."""
         self.died: RunnerDied | None = None
@@ -310,17 +326,28 @@ class Runner(RunnerChannel):
         self._reported = reported = threading.Event()
         self._log.append(f"{START_MARK} pid {proc.pid} ---")
         assert proc.stdout is not None
-        err_thread = threading.Thread(
-            target=self._stderr_loop, args=(proc.stdout,), name=f"runner-{self.model_id}-stderr", daemon=True
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, kill_dropped, proc, self.model_id)
+        self._err_thread = err_thread = threading.Thread(
+            target=stderr_loop, args=(proc.stdout, self._log, self._logger),
+            name=f"runner-{self.model_id}-stderr", daemon=True,
         )
         err_thread.start()
         self._reader = threading.Thread(
-            target=self._read_loop,
-            args=(proc, parent_sock, err_thread, reported),
+            target=read_loop,
+            args=(weakref.ref(self), proc, parent_sock, err_thread, reported, self._logger),
             name=f"runner-{self.model_id}-reader",
             daemon=True,
         )
         self._reader.start()
+
+    def _join_threads(self, reader: threading.Thread | None, err_thread: threading.Thread | None) -> None:
+        """Join the ended process's two threads (not the calling one: ``on_exit`` may stop)."""
+        current = threading.current_thread()
+        for thread in (reader, err_thread):
+            if thread is not None and thread is not current:
+                thread.join(10.0)
 
     def shutdown(self, timeout: float = 5.0) -> int | None:
         """Ask the runner to exit; kill it if it has not within ``timeout`` seconds.
@@ -332,6 +359,7 @@ class Runner(RunnerChannel):
         """
         with self._lock:
             proc, writer, reported = self._proc, self._writer, self._reported
+            threads = self._reader, self._err_thread
             if proc is None:
                 return None
             self._stopping = True
@@ -349,6 +377,7 @@ class Runner(RunnerChannel):
                 proc.kill()
                 proc.wait()
         self._wait_reported(reported, 10.0)
+        self._join_threads(*threads)
         return proc.returncode
 
     def kill(self) -> int | None:
@@ -359,6 +388,7 @@ class Runner(RunnerChannel):
         """
         with self._lock:
             proc, reported = self._proc, self._reported
+            threads = self._reader, self._err_thread
             if proc is None:
                 return None
             self._stopping = True
@@ -368,6 +398,7 @@ class Runner(RunnerChannel):
             proc.kill()
         proc.wait()
         self._wait_reported(reported, 10.0)
+        self._join_threads(*threads)
         return proc.returncode
 
     def __enter__(self) -> Runner:

@@ -131,6 +131,7 @@ class SpareRunners:
         self._lock = threading.Lock()
         self._spare: Launched | None = None
         self._closed = False
+        self._fillers: list[threading.Thread] = []  # joined by close()
         self._refill()
 
     def matches(self, python: str, launcher: Sequence[str], env: Mapping[str, str]) -> bool:
@@ -149,7 +150,10 @@ class SpareRunners:
                     return
                 self._spare = launched
 
-        threading.Thread(target=start, name="runner-spare", daemon=True).start()
+        filler = threading.Thread(target=start, name="runner-spare", daemon=True)
+        with self._lock:
+            self._fillers = [t for t in self._fillers if t.is_alive()] + [filler]
+        filler.start()
 
     def take(self) -> Launched | None:
         """The warm process (None when there is none ready); a new spare starts behind it."""
@@ -164,12 +168,15 @@ class SpareRunners:
         return launched
 
     def close(self) -> None:
-        """End the spare process, if any; no new one is started."""
+        """End the spare process, if any, and join the threads starting one; none starts after."""
         with self._lock:
             self._closed = True
             launched, self._spare = self._spare, None
+            fillers, self._fillers = self._fillers, []
         if launched is not None:
             _discard(launched)
+        for filler in fillers:  # one that is starting a spare discards it: closed
+            filler.join(10.0)
 
 
 def _discard(launched: Launched) -> None:
