@@ -95,6 +95,7 @@ class Core:
         self.manager.close()
         if self.sampler is not None:
             self.sampler.stop()
+        self.bus.close()  # joins every subscriber's callback thread
 
     @property
     def closed(self) -> bool:
@@ -138,6 +139,7 @@ def create_core(
     else:
         sampler = telemetry
     manager = Manager(settings, bus=bus, telemetry=sampler, **manager_options)
+    bus.set_snapshot_provider(manager.status)  # what a (re)subscribing front end starts from
     engine = Engine(manager, on_cold=settings.on_cold)
     auto = AutoOptimiser.from_settings(manager, settings) if optimiser else None
     preloader = Preloader(manager) if settings.preload else None
