@@ -4,6 +4,7 @@ step and no runner process outlives the manager."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import tempfile
 import threading
@@ -49,7 +50,8 @@ class ManagerMachine(RuleBasedStateMachine):
             source = files / f"{mid.rstrip('2')}.gguf"
             (self.folder / f"{mid}.gguf").symlink_to(source)
             tier = "ram" if mid in ("small", "deep") else "swap"
-            text += f'[[models]]\nid = "{mid}"\npath = "{mid}.gguf"\ntasks = ["chat"]\ntier = "{tier}"\ncontext = 512\n\n'
+            text += (f'[[models]]\nid = "{mid}"\npath = "{mid}.gguf"\ntasks = ["chat"]\ntier = "{tier}"\n'
+                     'context = 512\n\n')
         (self.folder / "models.toml").write_text(text)
         with make_manager(self.folder) as probe:
             small = probe.prediction("small", "ram").total
@@ -133,10 +135,8 @@ class ManagerMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             for future in self.futures:
-                try:
+                with contextlib.suppress(OrinError, TimeoutError):
                     future.result(60)
-                except (OrinError, TimeoutError):
-                    pass
             self.within_budgets()
         finally:
             self.manager.close()

@@ -41,15 +41,13 @@ from orin_console.core.errors import OrinError
 from orin_console.core.events.bus import EventBus
 from orin_console.core.events.kinds import (
     CatalogChanged,
-    GenerationFinished,
-    GenerationStarted,
     ManagerError,
     ModelStateChanged,
     TierUsageChanged,
-    TokenGenerated,
 )
 from orin_console.core.manager.loads import LoadTasks, Operations
-from orin_console.core.manager.model import ManagedStream, ModelRuntime, default_tier
+from orin_console.core.manager.model import ModelRuntime, default_tier
+from orin_console.core.manager.stream import GenerationReport, ManagedStream
 from orin_console.core.manager.predictions import PredictionCache
 from orin_console.core.manager.recorder import MeasurementRecorder
 from orin_console.core.manager.watcher import CatalogWatcher
@@ -66,7 +64,7 @@ from orin_console.core.memory.measurements import Corrections
 from orin_console.core.memory.prediction import Prediction
 from orin_console.core.memory.scheduler import Reserved, Scheduler
 from orin_console.core.placement.usage import UsageTracker
-from orin_console.core.runner import Chunk, GenerateRequest, LoadResult, Runner, SpareRunners
+from orin_console.core.runner import GenerateRequest, LoadResult, Runner, SpareRunners
 from orin_console.core.runner.tiers import RunnerConfig
 from orin_console.core.settings import Settings
 from orin_console.core.telemetry import Sampler
@@ -441,43 +439,15 @@ class Manager:
         except BaseException:
             model.release()
             raise
-        rid = request_id or new_request_id()
-        publish = self.bus.publish
-        publish(GenerationStarted(request_id=rid, source=source, model_id=model_id, route=route,
-                                  explanation=explanation))
-        has_watchers = self.bus.subscriber_count > 0
-        pieces = 0
-        finished = False
-
-        def on_chunk(chunk: Chunk) -> None:
-            nonlocal pieces, finished
-            if chunk.text:
-                pieces += 1
-                if has_watchers:
-                    publish(TokenGenerated(request_id=rid, model_id=model_id, text=chunk.text))
-            if chunk.done and chunk.stats is not None:
-                stats = chunk.stats
-                finished = True
-                self.usage.record(model_id, tokens=stats.tokens, ttft_s=stats.ttft_s, tok_per_s=stats.tok_per_s)
-                publish(GenerationFinished(request_id=rid, model_id=model_id, tokens=stats.tokens, ttft_s=stats.ttft_s,
-                                           tok_per_s=stats.tok_per_s, finish_reason=stats.finish_reason))
-
-        remove_cancel: Callable[[], None] = lambda: None  # noqa: E731
-
-        def on_end(error: BaseException | None) -> None:
-            remove_cancel()
-            if error is not None and not finished:
-                reason = "cancelled" if isinstance(error, Cancelled) else "error"
-                publish(GenerationFinished(request_id=rid, model_id=model_id, tokens=pieces, ttft_s=None,
-                                           tok_per_s=None, finish_reason=reason, error=str(error) or reason))
-            self._measure_after_use(model)
-            self._publish_state(model)
-
+        report = GenerationReport(self.bus, self.usage, model_id, request_id or new_request_id(),
+                                  after=lambda: self._after_use(model))
+        report.started(source, route, explanation)
         self._publish_state(model)
-        stream = ManagedStream(model, generation, on_chunk, on_end)
-        if cancel is not None:
-            remove_cancel = cancel.on_cancel(stream.cancel)
-        return stream
+        return ManagedStream(model, generation, report.on_chunk, report.on_end, cancel=cancel)
+
+    def _after_use(self, model: ModelRuntime) -> None:
+        self._measure_after_use(model)
+        self._publish_state(model)
 
     def _measure_after_use(self, model: ModelRuntime) -> None:
         memory = self.recorder.measure(model.runner)

@@ -12,7 +12,8 @@ an operator error)::
     READY/MOVING --died--> FAILED (READY) or MOVING without its old runner
 
 It also enforces "one generation at a time per runner, a bounded queue, a full queue is a
-clear busy error"; every wait in it is cancellable. The manager owns the decisions.
+clear busy error"; every wait in it is cancellable. The manager owns the decisions. A
+generation's stream is :class:`~orin_console.core.manager.stream.ManagedStream`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from orin_console.core.tier import LOADED_TIERS, Tier
 if TYPE_CHECKING:
     from orin_console.core.memory.prediction import Prediction
     from orin_console.core.memory.scheduler import Reservation
-    from orin_console.core.runner import Chunk, Generation, LoadResult, Runner
+    from orin_console.core.runner import LoadResult, Runner
     from orin_console.core.telemetry.process import ProcessMemory
 
 __all__ = ["InvalidTransition", "ManagedStream", "ModelRuntime", "default_tier", "memory_total"]
@@ -450,67 +451,4 @@ class ModelRuntime:
             )
 
 
-class ManagedStream:
-    """The caller's view of one generation: chunks, with the queue place released at the end.
-
-    Iterate it for :class:`~orin_console.core.runner.Chunk` s. Closing it early (or leaving a
-    ``with`` block) cancels the generation. The place in the model's queue is released exactly
-    once, whether the stream finished, failed, or was closed before it started; ``on_end`` is
-    called then with the error (None when it finished with its stats).
-    """
-
-    def __init__(self, model: ModelRuntime, generation: Generation,
-                 on_chunk: Callable[[Chunk], None], on_end: Callable[[BaseException | None], None]) -> None:
-        self.model_id = model.model_id
-        self._model = model
-        self._gen = generation
-        self._on_chunk = on_chunk
-        self._on_end = on_end
-        self._released = False
-        self._release_lock = threading.Lock()
-
-    def _release(self, error: BaseException | None) -> None:
-        with self._release_lock:
-            if self._released:
-                return
-            self._released = True
-        self._model.release()
-        self._on_end(error)
-
-    def __iter__(self) -> ManagedStream:
-        return self
-
-    def __next__(self) -> Chunk:
-        try:
-            chunk = next(self._gen)
-        except StopIteration as stop:
-            self._release(Cancelled("the generation ended without its stats"))
-            raise stop
-        except BaseException as exc:
-            self._release(exc)
-            raise
-        self._on_chunk(chunk)
-        if chunk.done:
-            self._release(None)
-        return chunk
-
-    def cancel(self) -> None:
-        """Ask the runner to stop this generation (it ends within one token)."""
-        self._gen.cancel()
-
-    def close(self) -> None:
-        """Cancel if still running and release the queue place."""
-        try:
-            self._gen.close()
-        finally:
-            self._release(Cancelled("the stream was closed before it finished"))
-
-    def __enter__(self) -> ManagedStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if not getattr(self, "_released", True):
-            self.close()
+from orin_console.core.manager.stream import ManagedStream  # noqa: E402  (its home; kept importable here)
