@@ -27,8 +27,9 @@ from typing import IO, Any, Self
 
 from orin_console.core.runner.exits import describe_exit, log_level_of, pick_tail
 from orin_console.core.runner.generation import Inbox
-from orin_console.core.runner.messages import RunnerDied, RunnerError
+from orin_console.core.runner.messages import RunnerDied, RunnerError, runner_text
 from orin_console.core.runner.protocol import ChannelClosed, FrameError, FrameReader, FrameWriter, Message
+from orin_console.core.text import sanitize
 
 __all__ = ["START_MARK", "ProgressCallback", "RunnerChannel", "Waiter", "kill_dropped", "read_loop", "stderr_loop"]
 
@@ -49,7 +50,7 @@ def stderr_loop(pipe: IO[bytes], log: deque[str], logger: logging.Logger) -> Non
     """
     try:
         for raw in iter(lambda: pipe.readline(8192), b""):
-            line = raw.decode("utf-8", "replace").rstrip()
+            line = sanitize(raw.decode("utf-8", "replace").rstrip())  # llama.cpp quotes model files
             if not line:
                 continue
             log.append(line)
@@ -192,7 +193,7 @@ class RunnerChannel:
 
     def _checked(self, reply: Message) -> dict[str, Any]:
         if not reply.get("ok"):
-            raise RunnerError(self.model_id, f"`{self.model_id}`: {reply.get('error')}")
+            raise RunnerError(self.model_id, f"`{self.model_id}`: {runner_text(reply.get('error'))}")
         return reply.get("result") or {}
 
     def _call(

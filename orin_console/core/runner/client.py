@@ -59,6 +59,7 @@ from orin_console.core.runner.messages import (
     RunnerLoadError,
     RunnerLoadStopped,
     check_request_text,
+    runner_text,
 )
 from orin_console.core.runner.protocol import MAX_FRAME, ChannelClosed, FrameWriter, encode_json
 from orin_console.core.runner.spares import SpareRunners, launch_child
@@ -267,7 +268,7 @@ class Runner(RunnerChannel):
             self._raise_if_stopped(why)  # a shutdown asked during the load ends it with an error
             notable = [line for line in self._lines_since_start() if is_notable(line)]
             raise RunnerLoadError(
-                self.model_id, f"`{self.model_id}` failed to load: {reply.get('error')}", notable[-4:]
+                self.model_id, f"`{self.model_id}` failed to load: {runner_text(reply.get('error'))}", notable[-4:]
             )
         result = LoadResult.from_wire(reply["result"])
         with self._lock:  # atomic with kill()'s look at _starting: loaded, or stopped

@@ -7,6 +7,8 @@ import re
 import signal
 from collections.abc import Sequence
 
+from orin_console.core.text import sanitize
+
 _NOTABLE = re.compile(
     r"GGML_ASSERT|\berror\b|out of memory|\bfatal\b|\babort(ed)?\b|\bfailed\b|\bcannot\b|\bunable\b", re.I
 )
@@ -48,7 +50,8 @@ def pick_tail(lines: Sequence[str], limit: int = 4) -> list[str]:
     """Return the few output lines that best explain a failure.
 
     Notable lines (``GGML_ASSERT``, errors, "out of memory", ...) among the recent ones come
-    first, then the very last line; without notable lines, the last ``limit`` lines.
+    first, then the very last line; without notable lines, the last ``limit`` lines. Each is
+    sanitised (:func:`~orin_console.core.text.sanitize`): they end up in error messages.
 
     Args:
         lines: the runner's recent output, oldest first.
@@ -57,7 +60,7 @@ def pick_tail(lines: Sequence[str], limit: int = 4) -> list[str]:
     Returns:
         The lines, oldest first.
     """
-    recent = list(lines[-40:])
+    recent = [sanitize(line) for line in lines[-40:]]
     notable = [line for line in recent if _NOTABLE.search(line)]
     if not notable:
         return recent[-limit:]

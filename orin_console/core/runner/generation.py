@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from orin_console.core.runner.messages import Chunk, GenerationStats, RunnerError
+from orin_console.core.runner.messages import Chunk, GenerationStats, RunnerError, runner_text
 
 
 StallHandler = Callable[[int, float], BaseException]
@@ -157,7 +157,7 @@ class Generation(Iterator[Chunk]):
         if isinstance(item, BaseException):
             raise item
         if not item.get("ok"):
-            raise RunnerError(self.model_id, f"`{self.model_id}`: {item.get('error')}")
+            raise RunnerError(self.model_id, f"`{self.model_id}`: {runner_text(item.get('error'))}")
         result = item.get("result") or {}
         self.stats = GenerationStats.from_wire(result["stats"])
         return Chunk(result.get("text", ""), done=True, stats=self.stats)

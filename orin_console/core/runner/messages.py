@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from orin_console.core.errors import OrinError
+from orin_console.core.text import sanitize
 from orin_console.core.units import MB
 
 MAX_PROMPT_BYTES = 8 * MB
@@ -224,6 +225,15 @@ def _refuse_size(size: int, *, exact: bool) -> None:
     )
 
 
+def runner_text(value: Any) -> str:
+    """Text a runner sent (an error, a note), made safe for a terminal: one line, no controls.
+
+    The runner quotes llama.cpp, which quotes the model file (a crafted GGUF's metadata, its
+    file name): never trusted to be printable.
+    """
+    return sanitize(value if isinstance(value, str) else str(value))
+
+
 @dataclass(frozen=True)
 class GenerationStats:
     """Measured by the runner for one generation.
@@ -329,5 +339,7 @@ class LoadResult:
     def from_wire(cls, wire: Mapping[str, Any]) -> LoadResult:
         """Rebuild a load result from its JSON form."""
         values = {f.name: wire[f.name] for f in fields(cls) if f.name in wire}
-        values["notes"] = tuple(values.get("notes", ()))
+        values["notes"] = tuple(runner_text(note) for note in values.get("notes", ()))
+        if values.get("pin_problem") is not None:
+            values["pin_problem"] = runner_text(values["pin_problem"])
         return cls(**values)
