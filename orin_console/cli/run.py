@@ -131,7 +131,7 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
             return _serve(stream, args, ctx, progress)
         except _SERVE_ERRORS as exc:
             progress.end()
-            ctx.err.print(f"orin-console: {stream.model_id} could not answer: {exc}", markup=False,
+            ctx.err.print(f"orin-console: {stream.model_id} could not answer: {_clean(str(exc))}", markup=False,
                           soft_wrap=True)
             return EXIT_SERVE_FAILED
         finally:
@@ -185,11 +185,11 @@ def _report(result: Result, args: argparse.Namespace, ctx: Context) -> None:
     ctx.err.print(f"— {_clean(result.summary())}", markup=False, soft_wrap=True, highlight=False)
     if args.explain:
         guess = result.selection.guess
-        ctx.err.print(f"  task: {guess.explanation} (confidence {guess.confidence:.2f})", markup=False,
+        ctx.err.print(f"  task: {_clean(guess.explanation)} (confidence {guess.confidence:.2f})", markup=False,
                       soft_wrap=True)
-        ctx.err.print(f"  selection: {result.explanation}", markup=False, soft_wrap=True)
+        ctx.err.print(f"  selection: {_clean(result.explanation)}", markup=False, soft_wrap=True)
         for candidate in result.selection.candidates:
-            ctx.err.print(f"    {candidate.score:7.2f}  {candidate.model_id}: {candidate.why}", markup=False,
+            ctx.err.print(f"    {candidate.score:7.2f}  {candidate.model_id}: {_clean(candidate.why)}", markup=False,
                           soft_wrap=True)
         ctx.err.print(f"  prompt format: {result.prompt_format}; {result.prompt_tokens} prompt tokens; "
                       f"{result.elapsed_s:.2f} s in all", markup=False)
