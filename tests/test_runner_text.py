@@ -36,7 +36,8 @@ def test_runner_log_lines_are_sanitised_before_they_are_kept_or_logged(caplog: p
 
 
 def test_error_texts_from_a_runner_are_one_safe_line() -> None:
-    assert runner_text(f"generation failed: {HOSTILE}\nsecond") == "generation failed: evil\ufffd[2J\ufffdftg.\ufffd\ufffdsecond"
+    cleaned = runner_text(f"generation failed: {HOSTILE}\nsecond")
+    assert cleaned == "generation failed: evil\ufffd[2J\ufffdftg.\ufffd\ufffdsecond"
     assert runner_text(None) == "None"  # a hostile runner's non-text error still reads
     assert not any(UNSAFE.search(line) for line in pick_tail(["ok", f"GGML_ASSERT {HOSTILE}", "last\x1b"]))
     wire = {"pid": 1, "load_seconds": 0.1, "gpu_offload_supported": False, "gpu_layers": 0,

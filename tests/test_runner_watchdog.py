@@ -120,7 +120,7 @@ def test_the_watchdog_measures_from_frames_and_costs_little_per_token() -> None:
         time.sleep(0.05)
         inbox.touch()
     assert stalls == []
-    with pytest.raises(RunnerDied, match="stopped answering for 0.1 s"):
+    with pytest.raises(RunnerDied, match=r"stopped answering for 0\.1 s"):
         next(gen)
     assert stalls == [(7, 0.1)]
 

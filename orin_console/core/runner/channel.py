@@ -15,6 +15,7 @@ checker) and the lock that guards it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import socket
@@ -98,7 +99,7 @@ def read_loop(
             runner = None
     except FrameError as exc:
         problem = f"broke the protocol ({exc}) and was stopped"
-    except Exception as exc:  # noqa: BLE001 - never leave callers hanging
+    except Exception as exc:  # never leave callers hanging (logged: not a blind catch)
         logger.exception("runner channel reader failed")
         problem = f"could not be read ({exc}) and was stopped"
     finally:
@@ -134,7 +135,7 @@ def kill_dropped(proc: subprocess.Popen[bytes], model_id: str) -> None:
 class Waiter:
     """One request waiting for its reply."""
 
-    __slots__ = ("event", "reply", "error", "progress")
+    __slots__ = ("error", "event", "progress", "reply")
 
     def __init__(self, progress: ProgressCallback | None) -> None:
         self.event = threading.Event()
@@ -223,10 +224,8 @@ class RunnerChannel:
         writer = self._writer
         if writer is None or self._exited.is_set():
             return
-        try:
+        with contextlib.suppress(ChannelClosed):
             writer.send({"op": "cancel", "gen": gen_id})
-        except ChannelClosed:
-            pass
 
     def _route(self, item: Message) -> None:
         rid = item.get("re")
@@ -241,7 +240,7 @@ class RunnerChannel:
             if waiter is not None and waiter.progress is not None:
                 try:
                     waiter.progress(float(item.get("value", 0.0)))
-                except Exception:  # noqa: BLE001 - a bad callback must not kill the reader
+                except Exception:  # a bad callback must not kill the reader
                     self._logger.exception("load progress callback failed")
             return
         gen = self._gen
@@ -306,5 +305,5 @@ class RunnerChannel:
         if self._on_exit is not None:
             try:
                 self._on_exit(self, died)
-            except Exception:  # noqa: BLE001 - the callback's failure is not the runner's
+            except Exception:  # the callback's failure is not the runner's
                 self._logger.exception("on_exit callback failed")

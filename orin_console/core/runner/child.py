@@ -28,6 +28,7 @@ models.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import os
 import queue
@@ -141,10 +142,8 @@ def _raise_memlock(target: int | None) -> str | None:
     soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
     if target is None:
         if soft != inf and (hard == inf or soft < hard):
-            try:
+            with contextlib.suppress(ValueError, OSError):
                 resource.setrlimit(resource.RLIMIT_MEMLOCK, (hard, hard))
-            except (ValueError, OSError):
-                pass
         return None
     want = inf if target < 0 else target
     new_hard = hard if hard == inf or (want != inf and want <= hard) else want

@@ -10,7 +10,6 @@ from typing import Any
 
 from orin_console.core.runner.messages import Chunk, GenerationStats, RunnerError, runner_text
 
-
 StallHandler = Callable[[int, float], BaseException]
 """Called with the generation id and the limit passed; ends the runner and returns the error
 to raise should its end not be reported in time."""

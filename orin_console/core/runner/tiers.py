@@ -225,10 +225,8 @@ def assess_pin(
     """
     if not requested:
         return False, None
-    if gpu_layers == 0:
-        ok = not mlock_failed and locked_bytes >= PIN_FULL_FRACTION * model_bytes
-    else:
-        ok = not mlock_failed
+    # On the GPU the weights are not in host memory: the lock has nothing to cover there.
+    ok = not mlock_failed and (gpu_layers != 0 or locked_bytes >= PIN_FULL_FRACTION * model_bytes)
     if ok:
         return True, None
     return False, (
