@@ -84,7 +84,7 @@ def _hosted_llama_class(llama_cpp: Any) -> Any:
     sits there: it counts tokens, times them and raises :class:`_Cancelled` on cancel.
     """
 
-    class HostedLlama(llama_cpp.Llama):  # type: ignore[misc, name-defined]
+    class HostedLlama(llama_cpp.Llama):  # type: ignore[misc]  # a subclass of Any
         def __init__(self, *, progress: Any, on_token: Any, **kwargs: Any) -> None:
             self._orin_progress = progress
             self._orin_on_token = on_token

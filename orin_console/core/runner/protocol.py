@@ -23,7 +23,7 @@ import json
 import socket
 import struct
 import threading
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 HEADER = struct.Struct(">IB")
 """Payload length (unsigned 32-bit, big-endian) and kind (one byte)."""
@@ -113,7 +113,8 @@ class FrameReader:
     """
 
     def __init__(self, sock: socket.socket) -> None:
-        self._file: BinaryIO = sock.makefile("rb", buffering=64 * 1024)
+        # typeshed types makefile("rb", buffering=n) as IOBase; it is a BufferedReader.
+        self._file = cast(BinaryIO, sock.makefile("rb", buffering=64 * 1024))
 
     def read(self) -> Message | str | None:
         """Block until the next frame arrives.

@@ -193,7 +193,7 @@ def locked_bytes_from_status(status_text: str) -> int:
 def has_ipc_lock(status_text: str) -> bool:
     """Return whether ``CapEff`` in ``/proc/<pid>/status`` text includes CAP_IPC_LOCK."""
     match = re.search(r"^CapEff:\s+([0-9a-fA-F]+)", status_text, re.MULTILINE)
-    return bool(match) and bool(int(match.group(1), 16) >> _CAP_IPC_LOCK & 1)
+    return match is not None and bool(int(match.group(1), 16) >> _CAP_IPC_LOCK & 1)
 
 
 def assess_pin(
