@@ -393,11 +393,13 @@ class Manager:
             previous = model.op if model.op is not None and not model.op.done() else None
             if previous is not None and model.op_target is Tier.DISK:
                 return previous
-            if previous is not None and model.op_token is not None:
-                model.op_token.cancel(f"`{model_id}` was unloaded")
+            superseded = model.op_token if previous is not None else None
             model.op_target, model.op_token = Tier.DISK, None
-            model.op = self._ops.submit(lambda: self._tasks.unload(model, previous), f"orin-unload-{model_id}")
-            return model.op
+            model.op = future = self._ops.submit(lambda: self._tasks.unload(model, previous),
+                                                 f"orin-unload-{model_id}")
+        if superseded is not None:  # outside the lock: cancelling kills the starting runner
+            superseded.cancel(f"`{model_id}` was unloaded")
+        return future
 
     # -- generation -------------------------------------------------------------------------
 
