@@ -204,7 +204,7 @@ def warm_routing(iterations: int) -> dict[str, float]:
                 plans += 1
                 return real_plan(*args, **kwargs)
 
-            gguf.read_gguf = counting_read  # type: ignore[assignment]
+            gguf.read_gguf = counting_read
             manager.plan = counting_plan  # type: ignore[method-assign]
             try:
                 routes = _timed(lambda: engine.route(guess, "auto", None, None), iterations)
