@@ -439,7 +439,7 @@ class RunnerHost:
         self._ntok = self._prompt_tokens = 0
         self._max_tokens = req.max_tokens
         self._tick_s = float(tick_s) if isinstance(tick_s, (int, float)) and tick_s > 0 else 0.0
-        self._last_tick = self._t0
+        self._last_tick = 0.0  # the first token sends one: the console's first-token wait ends
         kwargs: dict[str, Any] = {
             "max_tokens": req.max_tokens,
             "temperature": req.temperature,

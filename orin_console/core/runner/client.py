@@ -377,8 +377,8 @@ class Runner(RunnerChannel):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        self._wait_reported(reported, 10.0)
-        self._join_threads(*threads)
+        if self._wait_reported(reported, 10.0):  # else on_exit is stuck: do not wait twice
+            self._join_threads(*threads)
         return proc.returncode
 
     def kill(self) -> int | None:
@@ -398,8 +398,8 @@ class Runner(RunnerChannel):
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-        self._wait_reported(reported, 10.0)
-        self._join_threads(*threads)
+        if self._wait_reported(reported, 10.0):  # else on_exit is stuck: do not wait twice
+            self._join_threads(*threads)
         return proc.returncode
 
     def __enter__(self) -> Runner:
