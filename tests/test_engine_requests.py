@@ -17,7 +17,8 @@ from orin_console.core.engine.streams import EngineStream
 from orin_console.core.engine.types import ParameterError, Result, Route
 from orin_console.core.events.kinds import GenerationFinished, GenerationStarted, TokenGenerated
 from orin_console.core.manager.types import ModelState
-from orin_console.testing.managers import make_manager
+from orin_console.testing.managers import make_core, make_manager
+from orin_console.testing.tiny_models import write_tiny_llama
 from orin_console.testing.waits import wait_until
 
 CHAT_PROMPT = "Hello! How are you today?"
@@ -176,3 +177,23 @@ def test_routing_a_warm_request_makes_no_admission_plan(workdir: Path,
         cold = engine.preview(CODE_PROMPT)  # beta is best for code and must load: planned
         assert cold.selection.model_id == "beta" and cold.load_tier == "swap"
         assert planned == ["beta", "read beta.gguf"]
+
+
+def test_text_that_cannot_reach_a_runner_is_refused_before_routing_or_loading(tmp_path: Path) -> None:
+    from orin_console.core.runner import RunnerInputError
+    from orin_console.core.runner.messages import MAX_PROMPT_BYTES
+
+    (tmp_path / "models.toml").write_text(
+        '[[models]]\nid = "alpha"\npath = "alpha.gguf"\ntasks = ["chat"]\ntier = "swap"\ncontext = 512\n')
+    write_tiny_llama(tmp_path / "alpha.gguf", n_ctx=512)
+    core = make_core(tmp_path)
+    with core.manager:
+        with pytest.raises(RunnerInputError, match="position 3"):
+            core.engine.stream_quick("hi \udcff")
+        with pytest.raises(RunnerInputError, match="stop"):
+            core.engine.stream_quick("hi", stop=("\udcff",))
+        with pytest.raises(RunnerInputError, match="content"):
+            core.engine.stream_chat([{"role": "user", "content": "\ud800"}])
+        with pytest.raises(RunnerInputError, match="limit"):
+            core.engine.stream_quick("x" * (MAX_PROMPT_BYTES + 1))
+        assert core.manager.model_status("alpha").state == "unloaded"  # nothing was loaded

@@ -57,6 +57,7 @@ from orin_console.core.engine.types import (
 from orin_console.core.errors import OrinError
 from orin_console.core.manager.manager import new_request_id
 from orin_console.core.manager.types import ModelState, SystemStatus
+from orin_console.core.runner import check_request_text
 
 if TYPE_CHECKING:
     from orin_console.core.manager.manager import Manager
@@ -172,6 +173,7 @@ class Engine:
         rid, who = _identity(request_id, source)
         checked = GenerationParams.build(params, **fields)
         text = check_prompt(prompt)
+        check_request_text(text, None, checked.stop)  # encodable and bounded, before any routing
         route = self.route(detect_task(text), mode, model, preferred)
         return EngineStream(self, route, checked, prompt=text, messages=None, as_chat=as_chat,
                             stream=incremental, started=started, request_id=rid, source=who)
@@ -186,6 +188,7 @@ class Engine:
         rid, who = _identity(request_id, source)
         checked = GenerationParams.build(params, **fields)
         msgs = check_messages(messages)
+        check_request_text(None, msgs, checked.stop)
         route = self.route(detect_chat_task(msgs), mode, model, preferred)
         return EngineStream(self, route, checked, prompt=None, messages=msgs, as_chat=True,
                             stream=incremental, started=started, request_id=rid, source=who)
