@@ -54,6 +54,7 @@ from orin_console.core.catalog.store import Catalog, CatalogEntry, Task  # noqa:
 from orin_console.core.engine.inference import residency_of  # noqa: E402
 from orin_console.core.engine.selection import Mode, UsageStats, select, selector_for  # noqa: E402
 from orin_console.core.engine.tasks import DETECTED_TASKS, detect_task  # noqa: E402
+from orin_console.core.tier import LOADED_TIERS, Tier  # noqa: E402
 from orin_console.testing.managers import make_core  # noqa: E402
 from orin_console.testing.tiny_models import write_tiny_llama  # noqa: E402
 
@@ -74,7 +75,7 @@ def generated_catalog(n: int = 100, seed: int = 7) -> tuple[Catalog, dict[str, s
     for i in range(n):
         tasks = tuple(rng.sample(TAGS, rng.choice((1, 1, 2, 2, 3))))
         entries.append(CatalogEntry(id=f"model-{i:03d}", path=f"m{i}.gguf", tasks=tasks,
-                                    tier=rng.choice(("ram", "swap", "disk")),
+                                    tier=rng.choice(tuple(Tier)),
                                     priority=rng.randrange(0, 101)))
     ids = [e.id for e in entries]
     rng.shuffle(ids)
@@ -107,7 +108,7 @@ def latency(iterations: int) -> dict[str, float]:
     catalog, residency, usage = generated_catalog()
     selector_for(catalog)  # built once per catalog, as the manager does
     prompts = prompts_2kb(load_labelled())
-    loaded = [m for m, tier in residency.items() if tier in ("ram", "swap")]
+    loaded = [m for m, tier in residency.items() if tier in LOADED_TIERS]
 
     def admissible(model_id: str) -> bool:
         return int(model_id[-3:]) % 5 != 0

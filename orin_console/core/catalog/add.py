@@ -16,6 +16,7 @@ from orin_console.core.catalog.store import TASKS, TIERS, Catalog, CatalogEntry,
 from orin_console.core.errors import CatalogError, GGUFError
 from orin_console.core.gguf import GGUFInfo, read_gguf
 from orin_console.core.text import sanitize, sanitize_path
+from orin_console.core.tier import Tier
 
 DEFAULT_CONTEXT = 2048
 
@@ -145,7 +146,7 @@ def propose_entries(
                 id=new_id,
                 path=_stored_path(catalog, file),
                 tasks=tuple(tasks) if tasks else (("chat",) if info.chat_template else ("completion",)),  # type: ignore[arg-type]
-                tier=tier or "swap",  # type: ignore[arg-type]
+                tier=Tier(tier) if tier else Tier.SWAP,
                 context=context or max(64, min(DEFAULT_CONTEXT, trained)),
             ))
         except ValueError as exc:

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tomlkit.items import AoT, Table
 
 from orin_console.core.errors import CatalogError
+from orin_console.core.tier import Tier
 from orin_console.core.text import sanitize, sanitize_path
 from orin_console.core.files import (
     CONFIG_FILE_LIMIT,
@@ -46,9 +47,8 @@ from orin_console.core.files import (
 )
 
 Task = Literal["chat", "code", "classification", "summarisation", "extraction", "completion"]
-TierName = Literal["ram", "swap", "disk"]
 TASKS: tuple[str, ...] = get_args(Task)
-TIERS: tuple[str, ...] = get_args(TierName)
+TIERS: tuple[str, ...] = tuple(tier.value for tier in Tier)
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -72,7 +72,7 @@ class CatalogEntry(BaseModel):
     id: str = Field(pattern=ID_PATTERN, description="Unique name used everywhere else.")
     path: str = Field(min_length=1, description="GGUF file, relative to the catalog file.")
     tasks: tuple[Task, ...] = Field(min_length=1, description="What the model is good for.")
-    tier: TierName = Field("swap", description="Preferred tier when loaded.")
+    tier: Tier = Field(Tier.SWAP, description="Preferred tier when loaded.")
     context: int = Field(2048, ge=64, le=131072, description="Context size in tokens.")
     priority: int = Field(50, ge=0, le=100, description="Tie-breaker in auto selection.")
     pin: bool = Field(False, description="A pinned model keeps its tier.")
@@ -91,6 +91,7 @@ class CatalogEntry(BaseModel):
         """The entry as the plain values written to ``models.toml`` (defaults included)."""
         data = self.model_dump(exclude_none=True)
         data["tasks"] = list(self.tasks)
+        data["tier"] = self.tier.value  # plain text in the file, not the enum
         return data
 
 
@@ -139,6 +140,15 @@ class Catalog:
             if os.path.realpath(self.model_path(entry)) == target:
                 return entry
         return None
+
+
+def _plain(value: Any) -> Any:
+    """A value as tomlkit should write it: tuples as lists, a :class:`Tier` as its name."""
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Tier):
+        return value.value
+    return value
 
 
 def _entry_label(raw: Any, index: int) -> str:
@@ -370,6 +380,6 @@ class CatalogStore:
                         if value is None:
                             table.pop(key, None)
                         else:
-                            table[key] = list(value) if isinstance(value, tuple) else value
+                            table[key] = _plain(value)
 
         return self._edit(change)

@@ -58,6 +58,7 @@ from orin_console.core.errors import OrinError
 from orin_console.core.manager.manager import new_request_id
 from orin_console.core.manager.types import ModelState, SystemStatus
 from orin_console.core.runner import check_request_text
+from orin_console.core.tier import LOADED_TIERS, Tier
 
 if TYPE_CHECKING:
     from orin_console.core.manager.manager import Manager
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
 __all__ = ["BatchPiece", "BatchStream", "Engine", "EngineStream", "OnCold", "Route", "residency_of"]
 
 OnCold = Literal["load", "resident"]
-_WARM = ("ram", "swap", "loading")
+_WARM = (*LOADED_TIERS, "loading")
 _NOTE_CHARS = 200
 
 
@@ -77,7 +78,7 @@ def residency_of(status: SystemStatus) -> dict[str, str]:
     """
     residency: dict[str, str] = {}
     for model in status.models:
-        if model.state in (ModelState.READY, ModelState.MOVING) and model.tier in ("ram", "swap"):
+        if model.state in (ModelState.READY, ModelState.MOVING) and model.tier in LOADED_TIERS:
             residency[model.model_id] = model.tier
         elif model.state == ModelState.LOADING:
             residency[model.model_id] = "loading"
@@ -314,7 +315,7 @@ class Engine:
         if model_id in cache:
             return cache[model_id]
         preferred = self.manager.catalog.get(model_id).tier
-        order = ("ram", "swap") if preferred == "ram" else ("swap",)
+        order = LOADED_TIERS if preferred == Tier.RAM else (Tier.SWAP,)
         chosen = None
         for tier in order:
             try:

@@ -37,6 +37,7 @@ from typing import Final, Literal, NamedTuple, Protocol
 from orin_console.core.catalog.store import TASKS, Catalog, CatalogEntry, Task
 from orin_console.core.errors import OrinError
 from orin_console.core.engine.tasks import TaskGuess
+from orin_console.core.tier import LOADED_TIERS
 
 Mode = Literal["manual", "auto", "hybrid"]
 MODES: Final = ("manual", "auto", "hybrid")
@@ -68,8 +69,7 @@ _LOG_REFERENCE: Final = math.log1p(SPEED_REFERENCE)
 SHOWN: Final = 3
 _TIER_WORDS: Final = {"ram": "resident in ram", "swap": "loaded in swap", "loading": "loading now",
                       "disk": "must load from disk", "failed": "failed last time (would restart)"}
-_LOADED: Final = ("ram", "swap")
-_ADMITTED: Final = ("ram", "swap", "loading")  # no admission check needed
+_ADMITTED: Final = (*LOADED_TIERS, "loading")  # no admission check needed
 
 
 class SelectionError(OrinError):
@@ -299,7 +299,7 @@ class Selector:
         if preferred not in self.catalog:
             return f"preferred {preferred} is not in the catalog, so auto"
         tier = residency.get(preferred, "disk")
-        if tier not in _LOADED:
+        if tier not in LOADED_TIERS:
             return f"preferred {preferred} not loaded ({tier}), so auto"
         if self._static[task][preferred].fit < ACCEPTABLE_FIT:
             return f"preferred {preferred} does not fit {task}, so auto"
@@ -389,7 +389,7 @@ def _build(guess: TaskGuess, mode: Mode, ranked: list[_Scored], skipped: list[st
 
 def _decision(chosen: _Scored, runner: _Scored) -> str:
     """Why the winner beat the runner-up, naming the resident-vs-cold margin when it decided."""
-    resident = (chosen.tier in _LOADED, runner.tier in _LOADED)
+    resident = (chosen.tier in LOADED_TIERS, runner.tier in LOADED_TIERS)
     # quality: everything but the tier bonus, so the margin statement is exact
     quality = (chosen.score - TIER_BONUS[chosen.tier]) - (runner.score - TIER_BONUS[runner.tier])
     if resident == (True, False) and quality < 0:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from orin_console.core.errors import OrinError
 from orin_console.core.memory.prediction import Prediction
-from orin_console.core.tier import TIER_LABELS, Tier
+from orin_console.core.tier import Tier
 from orin_console.core.units import format_size
 
 if TYPE_CHECKING:
@@ -55,8 +55,6 @@ __all__ = [
     "plan_load",
 ]
 
-TIER_NAMES: Mapping[str, str] = {t.value: label for t, label in TIER_LABELS.items()}
-"""The tiers in operator words, keyed by name ("ram" -> "RAM tier")."""
 MAX_UNHELPFUL = 4
 """At most this many "would not help" suggestions are listed."""
 
@@ -237,7 +235,7 @@ def _limits(
     used = sum(r.bytes for r in others if r.tier == tier)
     budget = budgets.of(tier)
     tier_free = budget - used + tier_delta
-    name = TIER_NAMES[tier]
+    name = Tier(tier).label
     swap = machine.swap_free if tier == Tier.SWAP else 0
     machine_free = machine.mem_available + swap - budgets.reserve + machine_delta
     source = f"MemAvailable {format_size(machine.mem_available)}"
@@ -344,10 +342,10 @@ def plan_load(
             return Decision(True, mid, tier, "noop", summary=f"`{mid}` is not loaded")
         return Decision(True, mid, tier, "unload", frees=own.bytes, from_tier=own.tier,
                         summary=f"unloading `{mid}` frees {format_size(own.bytes)} "
-                        f"of the {TIER_NAMES[own.tier]}")
+                        f"of the {Tier(own.tier).label}")
     if own is not None and own.tier == tier:
         return Decision(True, mid, tier, "noop", from_tier=tier,
-                        summary=f"`{mid}` is already in the {TIER_NAMES[tier]}")
+                        summary=f"`{mid}` is already in the {Tier(tier).label}")
     pred = request.prediction
     total = pred.total
     needed = MappingProxyType({**pred.components(), "total": total})
@@ -361,7 +359,7 @@ def plan_load(
             limits, strategy = bbm, "break-before-make"
     ok = all(lim.ok for lim in limits)
     free = MappingProxyType({lim.name: lim.available for lim in limits if lim.name != "max_model"})
-    where = TIER_NAMES[tier]
+    where = Tier(tier).label
     if own is None:
         head = f"`{mid}` fits the {where}" if ok else f"cannot load `{mid}` into the {where}"
     elif not ok:

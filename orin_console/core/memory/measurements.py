@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from orin_console.core.errors import OrinError
 from orin_console.core.files import STATE_FILE_LIMIT, atomic_write_text, read_text_file
+from orin_console.core.tier import LOADED_TIERS
 
 if TYPE_CHECKING:
     from orin_console.core.memory.prediction import Prediction
@@ -126,7 +127,7 @@ class Measurement:
                 raise ValueError(f"{name} must be a non-negative integer or null")
         if not isinstance(raw.get("identity"), str) or not raw["identity"]:
             raise ValueError("identity must be a non-empty string")
-        if raw.get("tier") not in ("ram", "swap") or raw.get("state") not in STATES:
+        if raw.get("tier") not in LOADED_TIERS or raw.get("state") not in STATES:
             raise ValueError("tier must be ram or swap, state peak or load")
         at = raw.get("at")
         if not isinstance(at, (int, float)) or isinstance(at, bool) or not math.isfinite(at):

@@ -44,6 +44,7 @@ from orin_console.core.memory.kvcache import (
     swa_layers,
 )
 from orin_console.core.memory.measurements import Correction, Corrections, model_identity
+from orin_console.core.tier import LOADED_TIERS
 from orin_console.core.units import GB, MB, format_size
 
 if TYPE_CHECKING:
@@ -98,10 +99,6 @@ in the RAM tier corrects it (see :mod:`orin_console.core.memory.measurements`)."
 REPACKED_TYPES = frozenset({"Q4_0", "Q4_K", "IQ4_NL"})
 """Weight types ggml's CPU backend repacks into an extra anonymous copy (observed on
 x86-64 AVX2 for Q4_K; Q4_0 and IQ4_NL are repacked on both x86-64 and aarch64)."""
-
-TIERS = ("ram", "swap")
-
-
 
 
 @dataclass(frozen=True)
@@ -285,7 +282,7 @@ def predict(
     Raises:
         ValueError: an unknown tier or cache type.
     """
-    if tier not in TIERS:
+    if tier not in LOADED_TIERS:
         raise ValueError(f"cannot predict the {tier!r} tier; a runner lives in 'ram' or 'swap'")
     n_layers = info.block_count or 0
     gpu_layers = n_layers + 1 if n_gpu_layers < 0 else min(n_gpu_layers, n_layers + 1)

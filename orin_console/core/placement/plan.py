@@ -35,10 +35,10 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from orin_console.core.memory.admission import Budgets
-from orin_console.core.memory.prediction import format_size
+from orin_console.core.tier import LOADED_TIERS, Tier
+from orin_console.core.units import format_size
 
-LOADED: Final = ("ram", "swap")
-_RANK: Final = {"ram": 2, "swap": 1, "disk": 0}
+_RANK: Final[dict[str, int]] = {Tier.RAM: 2, Tier.SWAP: 1, Tier.DISK: 0}
 #: Moves are carried out in this order: room is made before it is used.
 MOVE_ORDER: Final = ("unload", "demote", "promote", "load")
 
@@ -166,7 +166,7 @@ class Plan:
     @property
     def fits(self) -> dict[str, bool]:
         """Whether each loaded tier's placements fit its budget (false only through pins)."""
-        return {tier: self.used[tier] <= self.budgets[tier] for tier in LOADED}
+        return {tier: self.used[tier] <= self.budgets[tier] for tier in LOADED_TIERS}
 
     def members(self, tier: str) -> list[str]:
         """The models placed in ``tier``, in catalog order."""
@@ -182,7 +182,7 @@ class Plan:
     def explain(self) -> str:
         """The plan as text: each tier with its models and budget use, the reasons, the moves."""
         lines = [f"Placement plan ({self.policy.describe()})"]
-        for tier in LOADED:
+        for tier in LOADED_TIERS:
             state = "" if self.fits[tier] else "  OVER BUDGET (pinned models)"
             lines.append(f"  {tier:<4}  {format_size(self.used[tier])} of {format_size(self.budgets[tier])}: "
                          f"{', '.join(self.members(tier)) or '(none)'}{state}")
@@ -215,9 +215,9 @@ class _Fill:
     """Budget accounting while the plan is built."""
 
     def __init__(self, budgets: Budgets) -> None:
-        self.budgets = {tier: budgets.of(tier) for tier in LOADED}
-        self.used = dict.fromkeys(LOADED, 0)
-        self.holders: dict[str, list[str]] = {tier: [] for tier in LOADED}
+        self.budgets: dict[str, int] = {tier: budgets.of(tier) for tier in LOADED_TIERS}
+        self.used: dict[str, int] = dict.fromkeys(LOADED_TIERS, 0)
+        self.holders: dict[str, list[str]] = {tier: [] for tier in LOADED_TIERS}
 
     def fits(self, facts: ModelFacts, tier: str) -> bool:
         size = facts.sizes.get(tier)
@@ -269,29 +269,29 @@ def compute_plan(models: Sequence[ModelFacts], budgets: Budgets, *, previous: Pl
     for facts in models:
         mid = facts.model_id
         if facts.pinned:
-            tier = facts.tier if facts.tier in LOADED else facts.preferred
+            tier = facts.tier if facts.tier in LOADED_TIERS else facts.preferred
             placed[mid] = tier
-            if tier in LOADED:
+            if tier in LOADED_TIERS:
                 fill.take(facts, tier)
             reasons[mid] = f"pinned ({'stays in' if facts.tier == tier else 'loads into'} {tier})"
         elif facts.problem is not None or not facts.sizes:
             placed[mid] = "disk"
             reasons[mid] = f"cannot be placed: {facts.problem or 'its size is unknown'}"
         else:
-            threshold = policy.keep_min if facts.tier in LOADED else policy.load_min
+            threshold = policy.keep_min if facts.tier in LOADED_TIERS else policy.load_min
             if facts.demand >= threshold:
                 candidates.append(facts)
             else:
                 placed[mid] = "disk"
-                verb = "stay loaded" if facts.tier in LOADED else "be loaded"
+                verb = "stay loaded" if facts.tier in LOADED_TIERS else "be loaded"
                 reasons[mid] = (f"{_fmt(facts.demand)} recent requests (decayed); {threshold:g} "
                                 f"needed to {verb}")
 
     misses: dict[str, list[str]] = {}
-    for tier, incumbents in (("ram", ("ram",)), ("swap", LOADED)):
+    for tier, incumbents in ((Tier.RAM, (Tier.RAM,)), (Tier.SWAP, LOADED_TIERS)):
         rest: list[ModelFacts] = []
         for facts in sorted(candidates, key=lambda f: key(f, tier, incumbents)):
-            if tier == "ram" and policy.ram_needs_preference and facts.preferred != "ram":
+            if tier == Tier.RAM and policy.ram_needs_preference and facts.preferred != Tier.RAM:
                 rest.append(facts)  # its catalog tier is swap (or disk): swap at most
             elif fill.fits(facts, tier):
                 fill.take(facts, tier)
