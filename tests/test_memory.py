@@ -187,6 +187,9 @@ def test_format_size_uses_gb_from_one_gb_and_one_decimal() -> None:
     assert format_size(int(1.44 * 1024**3)) == "1.4 GB"
     assert format_size(45 * MB) == "45.0 MB"
     assert format_size(3 * 1024**3, "MB") == "3072.0 MB"
+    assert format_size(64 * 1024, "KB") == "64.0 KB"
+    with pytest.raises(ValueError, match="unknown unit"):
+        format_size(1, "TB")
     p = Prediction(weights=1400 * MB, kv_cache=400 * MB, compute=100 * MB, overhead=100 * MB)
     assert p.describe() == "weights 1.4 + KV 0.4 + compute 0.1 + runner 0.1 GB"
 

@@ -42,13 +42,13 @@ def test_a_lone_surrogate_is_an_input_error_naming_its_place() -> None:
 
 def test_a_prompt_too_big_is_refused_naming_the_limit_and_the_size() -> None:
     assert MAX_PROMPT_BYTES * 6 + 4096 < MAX_FRAME  # any text fits a frame, escaped or not
-    with pytest.raises(RunnerInputError, match=r"at least 65\.0 MB given .* limit is 8 MB"):
+    with pytest.raises(RunnerInputError, match=r"at least 65\.0 MB given .* limit is 8\.0 MB"):
         GenerateRequest(prompt="x" * (65 * MB))
     # Counted in UTF-8 bytes, prompt and stop strings together.
-    with pytest.raises(RunnerInputError, match=r"10\.0 MB given .* limit is 8 MB"):
+    with pytest.raises(RunnerInputError, match=r"10\.0 MB given .* limit is 8\.0 MB"):
         GenerateRequest(prompt="é" * (4 * MB), stop=["é" * MB])
     big_chat = [{"role": "user", "content": "y" * (5 * MB)}, {"role": "user", "content": "y" * (5 * MB)}]
-    with pytest.raises(RunnerInputError, match="limit is 8 MB"):
+    with pytest.raises(RunnerInputError, match=r"limit is 8\.0 MB"):
         GenerateRequest(messages=big_chat)
     assert check_request_text("é" * 10, None, ("ab",)) == 22
     GenerateRequest(prompt="x" * (MAX_PROMPT_BYTES - 10), stop=["stop"])  # just under: fine
@@ -71,7 +71,7 @@ def test_a_failed_send_leaves_the_runner_usable(tiny_model_path: Path) -> None:
             runner.generate(bad)
         assert not runner.busy
         huge = _changed(GenerateRequest(prompt="hi"), prompt="\x01" * (12 * MB))
-        with pytest.raises(RunnerInputError, match=r"limit is 8 MB"):
+        with pytest.raises(RunnerInputError, match=r"limit is 8\.0 MB"):
             runner.generate(huge)  # escaped, this frame would exceed 64 MB
         assert not runner.busy and runner.alive
         final = runner.complete(GenerateRequest(prompt="hi", max_tokens=3, temperature=0.0))

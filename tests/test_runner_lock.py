@@ -68,7 +68,7 @@ def test_model_over_the_lock_limit_is_resident_not_pinned_with_the_fix(big_model
     assert res.memlock_limit == LIMIT and res.locked_bytes <= LIMIT < res.model_bytes
     problem = res.pin_problem or ""
     assert problem.startswith("resident, not pinned")
-    assert "RLIMIT_MEMLOCK is 8 MB" in problem
+    assert "RLIMIT_MEMLOCK is 8.0 MB" in problem
     assert "ulimit -l unlimited" in problem and "LimitMEMLOCK=infinity" in problem
     assert "CAP_IPC_LOCK" in problem
 

@@ -36,7 +36,7 @@ from orin_console.core.runner.protocol import (
 from orin_console.core.runner.tiers import (
     assess_pin,
     child_oom_score_adj,
-    format_bytes,
+    format_limit,
     has_ipc_lock,
     locked_bytes_from_status,
 )
@@ -207,7 +207,7 @@ def test_lock_assessment_never_pretends() -> None:
     assert assess_pin(requested=True, locked_bytes=30 * MB, gpu_layers=0, mlock_failed=False, **common) == (True, None)
     pinned, problem = assess_pin(requested=True, locked_bytes=6 * MB, gpu_layers=0, mlock_failed=False, **common)
     assert not pinned and problem is not None
-    assert problem.startswith("resident, not pinned: only 6 MB of 30 MB locked")
+    assert problem.startswith("resident, not pinned: only 6.0 MB of 30.0 MB locked")
     assert memlock_fix(8 * MB) in problem
     # With GPU offload only the CPU-side rest is locked: llama.cpp's failure report decides.
     assert assess_pin(requested=True, locked_bytes=MB, gpu_layers=-1, mlock_failed=False, **common)[0]
@@ -218,11 +218,11 @@ def test_lock_assessment_never_pretends() -> None:
 
 def test_the_fix_names_the_limit_and_every_remedy() -> None:
     fix = memlock_fix(8 * MB)
-    assert fix.startswith("RLIMIT_MEMLOCK is 8 MB:")
+    assert fix.startswith("RLIMIT_MEMLOCK is 8.0 MB:")
     for remedy in ("ulimit -l unlimited", "LimitMEMLOCK=infinity", "CAP_IPC_LOCK"):
         assert remedy in fix
-    assert format_bytes(None) == "unlimited" and format_bytes(1536 * MB) == "1.5 GB"
-    assert format_bytes(512) == "512 B" and format_bytes(64 * 1024) == "64 KB"
+    assert format_limit(None) == "unlimited" and format_limit(1536 * MB) == "1.5 GB"
+    assert format_limit(512) == "0.5 KB" and format_limit(64 * 1024) == "64.0 KB"
 
 
 # -- exits --------------------------------------------------------------------------------

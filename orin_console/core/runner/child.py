@@ -47,7 +47,7 @@ from orin_console.core.runner.tiers import (
     CPU_ONLY_NOTE,
     RunnerConfig,
     assess_pin,
-    format_bytes,
+    format_limit,
     locked_bytes_from_status,
 )
 
@@ -150,7 +150,7 @@ def _raise_memlock(target: int | None) -> str | None:
     try:
         resource.setrlimit(resource.RLIMIT_MEMLOCK, (want, new_hard))
     except (ValueError, OSError) as exc:
-        shown = format_bytes(None if want == inf else want)
+        shown = format_limit(None if want == inf else want)
         return f"could not raise RLIMIT_MEMLOCK to {shown} (needs CAP_SYS_RESOURCE): {exc}"
     return None
 

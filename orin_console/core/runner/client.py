@@ -64,7 +64,7 @@ from orin_console.core.runner.messages import (
 from orin_console.core.runner.protocol import MAX_FRAME, ChannelClosed, FrameWriter, encode_json
 from orin_console.core.runner.spares import SpareRunners, launch_child
 from orin_console.core.runner.tiers import RunnerConfig, child_oom_score_adj
-from orin_console.core.units import MB
+from orin_console.core.units import format_size
 
 ExitCallback = Callable[["Runner", RunnerDied | None], None]
 
@@ -470,8 +470,8 @@ class Runner(RunnerChannel):
             size = check_request_text(request.prompt, request.messages, request.stop)
             raise RunnerInputError(
                 f"`{self.model_id}`: the request is too big for the runner's channel: "
-                f"{len(frame) / MB:.1f} MB encoded ({size / MB:.1f} MB of text), the limit is "
-                f"{MAX_FRAME // MB} MB; send a shorter prompt"
+                f"{format_size(len(frame), unit='MB')} encoded ({format_size(size, unit='MB')} of text), "
+                f"the limit is {format_size(MAX_FRAME, unit='MB')}; send a shorter prompt"
             )
         return frame
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from orin_console.core.errors import OrinError
 from orin_console.core.text import sanitize
-from orin_console.core.units import MB
+from orin_console.core.units import MB, format_size
 
 MAX_PROMPT_BYTES = 8 * MB
 """Most UTF-8 bytes of request text (prompt or chat messages, and stop strings, together).
@@ -217,10 +217,11 @@ def check_request_text(
 
 
 def _refuse_size(size: int, *, exact: bool) -> None:
-    shown = f"{size / MB:.1f} MB" if exact else f"at least {size / MB:.1f} MB"
+    shown = format_size(size, unit="MB")
+    limit = format_size(MAX_PROMPT_BYTES, unit="MB")
     raise RunnerInputError(
-        f"the request's text is too big for a runner: {shown} given (prompt, messages and stop "
-        f"strings together), the limit is {MAX_PROMPT_BYTES // MB} MB; send a shorter prompt "
+        f"the request's text is too big for a runner: {'' if exact else 'at least '}{shown} given "
+        f"(prompt, messages and stop strings together), the limit is {limit}; send a shorter prompt "
         f"(a model's context holds far less)"
     )
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any
 
-Tier = Literal["ram", "swap", "disk"]
-LOADED_TIERS: tuple[str, ...] = ("ram", "swap")
+from orin_console.core.tier import Tier
+from orin_console.core.units import MB, format_size
 
-OOM_SCORE_ADJ: dict[str, int] = {"ram": 500, "swap": 800}
+OOM_SCORE_ADJ: dict[str, int] = {Tier.RAM: 500, Tier.SWAP: 800}
 """Runner ``oom_score_adj`` per tier; the console stays at its own (normally 0), lower."""
 
 CPU_ONLY_NOTE = "CPU only: this llama.cpp build has no GPU offload"
@@ -61,11 +61,11 @@ class RunnerConfig:
     n_gpu_layers: int = 0
     use_mlock: bool = False
     use_mmap: bool = True
-    oom_score_adj: int = OOM_SCORE_ADJ["ram"]
+    oom_score_adj: int = OOM_SCORE_ADJ[Tier.RAM]
     n_threads: int | None = None
     n_batch: int = 512
     seed: int | None = None
-    tier: str = "ram"
+    tier: str = Tier.RAM.value
     memlock_limit: int | None = None
 
     def __post_init__(self) -> None:
@@ -120,33 +120,33 @@ def tier_config(
     Raises:
         ValueError: an unknown tier, or ``"disk"``.
     """
-    if tier == "disk":
+    if tier == Tier.DISK:
         raise ValueError("the disk tier has no runner: a model in it is not loaded")
-    if tier == "ram":
+    if tier == Tier.RAM:
         return RunnerConfig(
             model_path=model_path,
             n_ctx=n_ctx,
             n_gpu_layers=0 if gpu_offload is False else -1,
             use_mlock=True,
             use_mmap=True,
-            oom_score_adj=OOM_SCORE_ADJ["ram"],
+            oom_score_adj=OOM_SCORE_ADJ[Tier.RAM],
             n_threads=n_threads,
             n_batch=n_batch,
             seed=seed,
-            tier="ram",
+            tier=Tier.RAM.value,
         )
-    if tier == "swap":
+    if tier == Tier.SWAP:
         return RunnerConfig(
             model_path=model_path,
             n_ctx=n_ctx,
             n_gpu_layers=0,
             use_mlock=False,
             use_mmap=True,
-            oom_score_adj=OOM_SCORE_ADJ["swap"],
+            oom_score_adj=OOM_SCORE_ADJ[Tier.SWAP],
             n_threads=n_threads,
             n_batch=n_batch,
             seed=seed,
-            tier="swap",
+            tier=Tier.SWAP.value,
         )
     raise ValueError(f"unknown tier {tier!r}; use one of ram, swap, disk")
 
@@ -165,21 +165,21 @@ def child_oom_score_adj(requested: int, console: int | None) -> int:
     return max(-1000, min(1000, value))
 
 
-def format_bytes(n: int | None) -> str:
-    """Return ``n`` bytes as a short human size (``"8 MB"``, ``"1.5 GB"``, ``"unlimited"``)."""
+def format_limit(n: int | None) -> str:
+    """Return a ``RLIMIT_MEMLOCK`` value as text: ``"unlimited"``, ``"64.0 KB"``, ``"8.0 MB"``.
+
+    Sizes go through :func:`~orin_console.core.units.format_size`; a limit under 1 MB (the
+    common 64 KB default) is shown in KB so that it does not read as ``"0.1 MB"``.
+    """
     if n is None:
         return "unlimited"
-    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if n >= scale:
-            value = n / scale
-            return f"{value:.0f} {unit}" if value >= 10 or value.is_integer() else f"{value:.1f} {unit}"
-    return f"{n} B"
+    return format_size(n, unit="KB" if n < MB else None)
 
 
 def memlock_fix(memlock_limit: int | None) -> str:
     """Return the operator's fix for a failed lock, naming the current limit."""
     return (
-        f"RLIMIT_MEMLOCK is {format_bytes(memlock_limit)}: run `ulimit -l unlimited` or set "
+        f"RLIMIT_MEMLOCK is {format_limit(memlock_limit)}: run `ulimit -l unlimited` or set "
         "LimitMEMLOCK=infinity in the systemd unit, or grant CAP_IPC_LOCK"
     )
 
@@ -230,6 +230,6 @@ def assess_pin(
     if ok:
         return True, None
     return False, (
-        f"resident, not pinned: only {format_bytes(locked_bytes)} of "
-        f"{format_bytes(model_bytes)} locked. {memlock_fix(memlock_limit)}"
+        f"resident, not pinned: only {format_size(locked_bytes)} of "
+        f"{format_size(model_bytes)} locked. {memlock_fix(memlock_limit)}"
     )
