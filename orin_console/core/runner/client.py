@@ -17,7 +17,10 @@ process; the process also ends with the console, however the console ends (:mod:
 Callbacks (``progress``, ``on_exit``) run on the channel reader thread: keep them short and
 never block in them (``on_exit`` may call :meth:`Runner.start` to restart).
 
-The requests' plumbing and the two threads are in :mod:`.channel`.
+:class:`Runner` is put together from three parts: the requests' plumbing and the two threads
+are in :mod:`.channel`, the start and its load in :mod:`.loading`, what a loaded runner serves
+(generate, cancel, stats, ping) in :mod:`.requests`. This module owns the state and the
+process: spawning it, shutting it down, killing it.
 """
 
 from __future__ import annotations
@@ -27,57 +30,30 @@ import logging
 import subprocess
 import sys
 import threading
-import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
-from orin_console.core.cancel import CancelToken
 from orin_console.core.runner.channel import (
     START_MARK,
-    ProgressCallback,
-    RunnerChannel,
     Waiter,
     kill_dropped,
     read_loop,
     stderr_loop,
 )
-from orin_console.core.runner.exits import is_notable
-from orin_console.core.runner.generation import Generation, Inbox
-from orin_console.core.runner.messages import (
-    Chunk,
-    GenerateRequest,
-    GenerationStats,
-    LoadResult,
-    RunnerBusy,
-    RunnerDied,
-    RunnerError,
-    RunnerHealth,
-    RunnerInputError,
-    RunnerLoadError,
-    RunnerLoadStopped,
-    check_request_text,
-    runner_text,
-)
-from orin_console.core.runner.protocol import MAX_FRAME, ChannelClosed, FrameWriter, encode_json
+from orin_console.core.runner.generation import Inbox
+from orin_console.core.runner.loading import RunnerLoading
+from orin_console.core.runner.messages import LoadResult, RunnerDied
+from orin_console.core.runner.protocol import ChannelClosed, FrameWriter
+from orin_console.core.runner.requests import RunnerRequests
 from orin_console.core.runner.spares import SpareRunners, launch_child
-from orin_console.core.runner.tiers import RunnerConfig, child_oom_score_adj
-from orin_console.core.units import format_size
+from orin_console.core.runner.tiers import RunnerConfig
 
 ExitCallback = Callable[["Runner", RunnerDied | None], None]
 
 
-def _console_oom_score_adj() -> int | None:
-    try:
-        with open("/proc/self/oom_score_adj", encoding="ascii") as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
-class Runner(RunnerChannel):
+class Runner(RunnerLoading, RunnerRequests):
     """One model's runner process, seen from the console.
 
     Args:
@@ -99,9 +75,6 @@ class Runner(RunnerChannel):
             no limit. A generating runner silent for longer (stopped, swapped out, hung) is
             killed and the stream fails with the reason; ``on_exit`` reports it as a death.
     """
-
-    cancel_grace_s = 2.0
-    """How long :meth:`generate` waits for a cancelled generation to end before "busy"."""
 
     def __init__(
         self,
@@ -191,120 +164,7 @@ class Runner(RunnerChannel):
             return self._exited.wait(timeout)
         return reported.wait(timeout)
 
-    # -- lifecycle ----------------------------------------------------------------------
-
-    def start(
-        self,
-        progress: ProgressCallback | None = None,
-        *,
-        config: RunnerConfig | None = None,
-        timeout: float | None = None,
-        cancel: CancelToken | None = None,
-    ) -> LoadResult:
-        """Start the runner process and load the model; block until loaded.
-
-        May be called again after the process ended (death, shutdown): a new one starts.
-        :meth:`kill` or :meth:`shutdown` from another thread while this waits stops the load:
-        the process is ended and this raises :class:`RunnerLoadStopped` promptly.
-
-        Args:
-            progress: called with the load fraction (0..1) as llama.cpp reports it.
-            config: replace :attr:`config` first (a tier move).
-            timeout: seconds to wait for the load; on expiry the runner is killed.
-            cancel: cancelling it stops the load like :meth:`kill` (already cancelled: no
-                process starts).
-
-        Returns:
-            The runner's :class:`LoadResult`.
-
-        Raises:
-            RunnerLoadStopped: stopped by :meth:`kill`, :meth:`shutdown` or ``cancel``.
-            RunnerLoadError: the model failed to load (the process is ended).
-            RunnerDied: the process died while loading.
-            RunnerError: already running or starting, could not start, or the load timed out.
-        """
-        with self._lock:
-            if self._starting:
-                raise RunnerError(self.model_id, f"runner for `{self.model_id}` is already starting")
-            if not self._exited.is_set():
-                raise RunnerError(self.model_id, f"runner for `{self.model_id}` is already running")
-            if cancel is not None and cancel.cancelled:
-                raise self._stopped_error(f"cancelled: {cancel.reason}")
-            if config is not None:
-                self.config = config
-            self._spawn()
-            self._starting = True
-            self._start_stopped = None
-        remove = None
-        if cancel is not None:
-            token = cancel
-            remove = token.on_cancel(lambda: self._stop_start(f"cancelled: {token.reason}"))
-        try:
-            return self._load(progress, timeout)
-        finally:
-            if remove is not None:
-                remove()
-            with self._lock:
-                self._starting = False
-
-    def _load(self, progress: ProgressCallback | None, timeout: float | None) -> LoadResult:
-        """The load half of :meth:`start`: the process is up, :attr:`_starting` is set."""
-        wire = self.config.to_wire()
-        wire["oom_score_adj"] = child_oom_score_adj(self.config.oom_score_adj, _console_oom_score_adj())
-        try:
-            reply = self._call("load", {"config": wire, "model_id": self.model_id},
-                               timeout=timeout, progress=progress)
-        except RunnerDied:
-            self._raise_if_stopped(self._end_start())
-            raise
-        except RunnerError:
-            why = self._end_start()  # from here on, only this start ends its process
-            self.kill()
-            self._raise_if_stopped(why)
-            raise
-        if not reply.get("ok"):
-            why = self._end_start()
-            self.shutdown()
-            self._raise_if_stopped(why)  # a shutdown asked during the load ends it with an error
-            notable = [line for line in self._lines_since_start() if is_notable(line)]
-            raise RunnerLoadError(
-                self.model_id, f"`{self.model_id}` failed to load: {runner_text(reply.get('error'))}", notable[-4:]
-            )
-        result = LoadResult.from_wire(reply["result"])
-        with self._lock:  # atomic with kill()'s look at _starting: loaded, or stopped
-            stopped = self._start_stopped is not None
-            if not stopped:
-                self.load_result = result
-                self._loaded = True
-                self._starting = False
-        if stopped:
-            why = self._end_start()
-            self.kill()  # a stop that raced with the end of the load
-            self._raise_if_stopped(why)
-        return result
-
-    def _stopped_error(self, why: str) -> RunnerLoadStopped:
-        return RunnerLoadStopped(
-            self.model_id, f"the load of `{self.model_id}` was stopped ({why}) before it finished; "
-            "no runner process is left"
-        )
-
-    def _end_start(self) -> str | None:
-        """Mark the start as over (a kill now is the start's own); why it was stopped, if so."""
-        with self._lock:
-            self._starting = False
-            return self._start_stopped
-
-    def _raise_if_stopped(self, why: str | None) -> None:
-        if why is not None:
-            raise self._stopped_error(why)
-
-    def _stop_start(self, why: str) -> None:
-        """Stop a start in progress (a ``cancel`` token's callback)."""
-        with self._lock:
-            if self._starting and self._start_stopped is None:
-                self._start_stopped = why
-        self.kill()
+    # -- the process --------------------------------------------------------------------
 
     def _spawn(self) -> None:
         """Start a process; the caller holds the lock and has checked none is running."""
@@ -407,144 +267,3 @@ class Runner(RunnerChannel):
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
-
-    # -- requests -------------------------------------------------------------------
-
-    def generate(self, request: GenerateRequest) -> Generation:
-        """Start a generation; return the stream of its chunks.
-
-        Iterate the result for :class:`Chunk` s; the last has ``done=True`` and the stats.
-        Closing the stream early (or dropping it) cancels the generation.
-
-        Raises:
-            RunnerInputError: the request's text cannot be sent (nothing was sent; the
-                runner stays usable).
-            RunnerBusy: another generation is in progress.
-            RunnerDied: the runner died (the error carries the reason); also raised by the
-                stream's iteration if it dies mid-stream.
-            RunnerError: not started or not loaded.
-        """
-        with self._lock:
-            self._check_ready()
-            current = self._gen
-        if current is not None and (current.cancel_requested or current.abandoned):
-            current.cancel()
-            current.wait(self.cancel_grace_s)
-        gen_id = next(self._ids)
-        frame = self._generate_frame(gen_id, request)  # before the runner is marked busy
-        with self._lock:
-            self._check_ready()
-            if self._gen is not None:
-                raise RunnerBusy(
-                    self.model_id, f"`{self.model_id}` is already generating (one generation at a time)"
-                )
-            inbox = Inbox(gen_id, self._send_cancel, first_frame_s=self.first_token_timeout_s,
-                          frame_gap_s=self.token_gap_timeout_s, on_stall=self._stalled)
-            self._gen = inbox
-            writer = self._writer
-        try:
-            assert writer is not None
-            writer.send_bytes(frame)
-        except ChannelClosed:
-            pass  # the reader thread reports the death to the stream
-        except BaseException:
-            # Not sent (or not whole): the runner must not stay busy with a generation it
-            # never started. A partial frame breaks the channel, which the reader reports.
-            with self._lock:
-                if self._gen is inbox:
-                    self._gen = None
-            raise
-        return Generation(self.model_id, inbox)
-
-    def _generate_frame(self, gen_id: int, request: GenerateRequest) -> bytes:
-        """Encode the ``generate`` command; refuse text that cannot be sent whole."""
-        try:
-            gap = self.token_gap_timeout_s
-            tick_s = min(1.0, gap / 4) if gap is not None else 0.0  # frames while no text comes
-            frame = encode_json({"op": "generate", "id": gen_id, "request": request.to_wire(), "tick_s": tick_s})
-        except (UnicodeEncodeError, TypeError, ValueError) as exc:
-            # Only a request changed after it was made gets here: name the bad text.
-            check_request_text(request.prompt, request.messages, request.stop)
-            raise RunnerInputError(f"`{self.model_id}`: the request cannot be sent to the runner: {exc}") from None
-        if len(frame) > MAX_FRAME:
-            size = check_request_text(request.prompt, request.messages, request.stop)
-            raise RunnerInputError(
-                f"`{self.model_id}`: the request is too big for the runner's channel: "
-                f"{format_size(len(frame), unit='MB')} encoded ({format_size(size, unit='MB')} of text), "
-                f"the limit is {format_size(MAX_FRAME, unit='MB')}; send a shorter prompt"
-            )
-        return frame
-
-    def _stalled(self, gen_id: int, limit: float) -> RunnerDied:
-        """The watchdog: generation ``gen_id`` got no frame for ``limit`` seconds; kill."""
-        reason = (f"stopped answering for {limit:g} s (stopped? swapped out?); it was killed, "
-                  "ask again to restart it")
-        with self._lock:
-            proc, gen = self._proc, self._gen
-            current = gen is not None and gen.id == gen_id and not self._exited.is_set()
-            if current and self._stall_reason is None:
-                self._stall_reason = reason
-        if current and proc is not None:
-            self._logger.error("runner for `%s` %s", self.model_id, reason)
-            proc.kill()  # the reader reports the end to the stream and to on_exit
-        return RunnerDied(self.model_id, reason, None, "SIGKILL")
-
-    def complete(self, request: GenerateRequest) -> Chunk:
-        """Generate without streaming; return the final chunk (whole text and stats)."""
-        with self.generate(replace(request, stream=False)) as gen:
-            for chunk in gen:
-                if chunk.done:
-                    return chunk
-        raise RunnerError(self.model_id, f"`{self.model_id}`: the generation ended without a result")
-
-    def cancel(self) -> bool:
-        """Cancel the generation in progress; return whether there was one."""
-        gen = self._gen
-        if gen is None:
-            return False
-        gen.cancel()
-        return True
-
-    def stats(self, timeout: float = 5.0) -> GenerationStats | None:
-        """Return the runner's stats of its last finished generation (None before any)."""
-        reply = self._checked(self._call("stats", {}, timeout=timeout))
-        wire = reply.get("stats")
-        return GenerationStats.from_wire(wire) if wire else None
-
-    def ping(self, timeout: float = 5.0) -> RunnerHealth:
-        """Check the runner answers; served at once, even mid-generation or mid-load.
-
-        Raises:
-            RunnerDied: it is dead.
-            RunnerError: no answer within ``timeout`` seconds.
-        """
-        started = time.perf_counter()
-        result = self._checked(self._call("ping", {}, timeout=timeout))
-        return RunnerHealth(
-            rtt_s=time.perf_counter() - started,
-            pid=int(result["pid"]),
-            state=str(result["state"]),
-            tokens=int(result.get("tokens", 0)),
-        )
-
-    def test_hook(self, op: str, code: int = 1, timeout: float = 5.0) -> None:
-        """Send a test-only command (``"abort"`` or ``"exit"``) to the runner.
-
-        The runner obeys only with ``ORIN_RUNNER_TEST_HOOKS=1`` in its environment (pass it
-        in ``env``); then it dies and this returns once it is gone (the death is reported
-        like any other). Otherwise the refusal is raised as a :class:`RunnerError`.
-        """
-        with self._lock:
-            self._check_running()
-            rid = next(self._ids)
-            waiter = Waiter(None)
-            self._pending[rid] = waiter
-            writer = self._writer
-        try:
-            assert writer is not None
-            writer.send({"op": op, "id": rid, "code": code})
-        except ChannelClosed:
-            pass
-        waiter.event.wait(timeout)
-        if waiter.reply is not None:
-            self._checked(waiter.reply)
