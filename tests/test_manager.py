@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 import time
@@ -20,38 +21,15 @@ from orin_console.core.manager.types import ModelBusy, ModelState
 from orin_console.core.events.kinds import LoadProgress, ManagerError, ModelStateChanged
 from orin_console.core.runner import GenerateRequest, RunnerDied
 from orin_console.testing.managers import make_manager as make_test_manager
-from orin_console.testing.tiny_models import write_tiny_llama
+from orin_console.testing.waits import wait_until
 
-CATALOG = """\
-# test catalog
-[[models]]
-id = "alpha"
-path = "alpha.gguf"
-tasks = ["chat"]
-tier = "ram"
-context = 2048
-
-[[models]]
-id = "beta"
-path = "beta.gguf"
-tasks = ["code"]
-tier = "swap"
-context = 2048
-"""
+from conftest import TINY_CATALOG as CATALOG  # what conftest's ``workdir`` writes: alpha chat/ram, beta code/swap
 
 LONG = GenerateRequest(prompt="count", max_tokens=1900, temperature=0.0)
 
 
 def greedy(prompt: str = "hello", n: int = 12) -> GenerateRequest:
     return GenerateRequest(prompt=prompt, max_tokens=n, temperature=0.0)
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    write_tiny_llama(tmp_path / "alpha.gguf", n_ctx=2048, ascii_output=True)
-    write_tiny_llama(tmp_path / "beta.gguf", seed=7, n_ctx=2048, ascii_output=True)
-    (tmp_path / "models.toml").write_text(CATALOG)
-    return tmp_path
 
 
 def make_manager(workdir: Path, **kwargs: object) -> Manager:
@@ -176,9 +154,7 @@ def test_busy_queue_is_a_clear_error(workdir: Path) -> None:
 
         t = threading.Thread(target=queued)
         t.start()
-        deadline = time.monotonic() + 10
-        while manager.model_status("alpha").queued < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: manager.model_status("alpha").queued >= 1, timeout=10, what="a request queued on alpha")
         with pytest.raises(ModelBusy, match="busy"):
             manager.generate("alpha", greedy())
         first.close()
@@ -224,11 +200,9 @@ def test_runner_killed_mid_stream(manager: Manager) -> None:
     with pytest.raises(RunnerDied, match="SIGKILL"):
         for _ in stream:
             pass
-    deadline = time.monotonic() + 10
-    while manager.model_status("alpha").state != ModelState.FAILED and time.monotonic() < deadline:
-        time.sleep(0.01)
-    status = manager.model_status("alpha")
-    assert status.state == ModelState.FAILED and "SIGKILL" in (status.error or "")
+    wait_until(lambda: manager.model_status("alpha").state == ModelState.FAILED, timeout=10,
+               what="alpha to be marked failed")
+    assert "SIGKILL" in (manager.model_status("alpha").error or "")
     assert text_of(manager.generate("beta", greedy()))  # the other model is untouched
     assert text_of(manager.generate("alpha", greedy()))  # the next request restarts it
     assert manager.model_status("alpha").state == ModelState.READY
@@ -247,7 +221,7 @@ def test_runner_abort_reports_reason_and_restarts(manager: Manager) -> None:
     assert manager.load("alpha").result(60).state == ModelState.READY
 
 
-def test_model_file_deleted_or_truncated_before_load(manager: Manager, workdir: Path) -> None:
+def test_model_file_deleted_or_truncated_before_load(manager: Manager, workdir: Path, tiny_pair: Path) -> None:
     (workdir / "beta.gguf").unlink()
     with pytest.raises(GGUFError, match="file"):
         manager.load("beta").result(60)
@@ -257,7 +231,7 @@ def test_model_file_deleted_or_truncated_before_load(manager: Manager, workdir: 
     (workdir / "beta.gguf").write_bytes(data[: len(data) // 2])
     with pytest.raises(GGUFError):
         manager.load("beta").result(60)
-    write_tiny_llama(workdir / "beta.gguf", seed=7, n_ctx=2048, ascii_output=True)
+    shutil.copyfile(tiny_pair / "beta.gguf", workdir / "beta.gguf")  # a good file again
     assert manager.load("beta").result(60).state == ModelState.READY
 
 
@@ -278,12 +252,9 @@ def test_invalid_catalog_edit_while_running(manager: Manager, workdir: Path) -> 
     assert isinstance(event, ManagerError) and "field 'tier'" in event.message
     assert [e.id for e in manager.catalog] == ["alpha", "beta"]
     assert text_of(manager.generate("alpha", greedy()))  # still serving
-    # A valid edit lands: a new context for beta.
+    # A valid edit lands: a new context for alpha.
     (workdir / "models.toml").write_text(CATALOG.replace("context = 2048\n", "context = 128\n", 1))
-    deadline = time.monotonic() + 10
-    while manager.catalog.get("alpha").context != 128 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert manager.catalog.get("alpha").context == 128
+    wait_until(lambda: manager.catalog.get("alpha").context == 128, timeout=10, what="the edit to reach the catalog")
 
 
 def test_pin_and_events(manager: Manager, workdir: Path) -> None:
@@ -337,18 +308,13 @@ def test_removing_a_loaded_model_from_the_file_unloads_it(manager: Manager, work
     pid = manager.load("alpha").result(60).pid
     manager.load("beta").result(60)
     (workdir / "models.toml").write_text(CATALOG[CATALOG.index("[[models]]\nid = \"beta\""):])
-    deadline = time.monotonic() + 10
-    while "alpha" in manager._models and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert "alpha" not in manager._models
+    wait_until(lambda: "alpha" not in manager._models, timeout=10, what="alpha to be dropped from the manager")
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # type: ignore[arg-type]
     assert text_of(manager.generate("beta", greedy()))
     # The watcher is still alive: the next edit lands too.
     (workdir / "models.toml").write_text(CATALOG)
-    deadline = time.monotonic() + 10
-    while "alpha" not in manager.catalog and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: "alpha" in manager.catalog, timeout=10, what="alpha to come back into the catalog")
     assert manager.model_status("alpha").state == ModelState.UNLOADED
 
 
