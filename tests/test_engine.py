@@ -18,6 +18,7 @@ from orin_console.core.events.kinds import LoadProgress
 from orin_console.core.engine.selection import SelectionError
 from orin_console.testing.managers import make_manager as make_test_manager
 from orin_console.testing.tiny_models import write_tiny_llama
+from orin_console.testing.waits import wait_until
 
 CATALOG = """\
 [[models]]
@@ -259,9 +260,7 @@ def test_full_queue_is_a_busy_error(workdir: Path) -> None:
         waited: list[Result] = []
         waiter = threading.Thread(target=lambda: waited.append(engine.quick(CHAT_PROMPT, max_tokens=2)))
         waiter.start()
-        deadline = time.monotonic() + 10
-        while manager.model_status("alpha").queued < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: manager.model_status("alpha").queued >= 1, timeout=10, what="the second request to queue")
         with pytest.raises(ModelBusy, match="`alpha` is busy: one generation running and 1 queued"):
             engine.quick(CHAT_PROMPT, max_tokens=2)
         running.close()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from orin_console.core.memory.admission import AdmissionRefused, Budgets
@@ -177,6 +175,7 @@ from orin_console.core.placement.optimiser import AutoOptimiser, apply, plan_for
 from orin_console.core.runner import GenerateRequest  # noqa: E402
 from orin_console.core.settings import load_settings  # noqa: E402
 from orin_console.testing.tiny_models import write_tiny_llama  # noqa: E402
+from orin_console.testing.waits import wait_until  # noqa: E402
 
 CATALOG = "".join(
     f'[[models]]\nid = "{mid}"\npath = "{mid}.gguf"\ntasks = ["chat"]\ntier = "{tier}"\ncontext = 512\n{extra}\n'
@@ -285,10 +284,8 @@ def test_auto_optimiser_is_off_by_default_and_applies_when_on(live: Manager) -> 
     assert events.get(timeout=0.2) is None  # the same plan is not published again
     optimiser.enabled = True
     with optimiser:
-        deadline = time.monotonic() + 30
-        while live.model_status("beta").tier != "ram" and time.monotonic() < deadline:
-            time.sleep(0.05)
-    assert live.model_status("beta").tier == "ram"
+        wait_until(lambda: live.model_status("beta").tier == "ram", timeout=30, interval=0.05,
+                   what="the optimiser to load beta into ram")
     assert optimiser.last_outcomes and optimiser.last_outcomes[0].ok
     assert within_budgets(live)
 
@@ -332,10 +329,9 @@ def test_preloader_warms_the_usual_successor(live: Manager) -> None:
     with Preloader(live) as watching:  # wired to the bus
         list(live.generate("alpha", request))
         list(live.generate("beta", request))
-        deadline = time.monotonic() + 5
-        while watching.successors.predict("alpha", min_count=1) is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert watching.successors.predict("alpha", min_count=1) == ("beta", 1.0)
+        predicted = wait_until(lambda: watching.successors.predict("alpha", min_count=1),
+                               what="the bus-wired preloader to see alpha then beta")
+        assert predicted == ("beta", 1.0)
     live.unload("beta").result(30)
     live.budgets = LIVE_BUDGETS  # alpha fills the RAM tier: a preload never makes room
     alpha_before = live.model_status("alpha")
