@@ -144,7 +144,7 @@ class LoadTasks:
         runner = None
         try:
             if moving and decision.strategy == "break-before-make":
-                with model.exclusive(token):
+                with model.queue.exclusive(token):
                     old_runner, old_reservation = model.old_runner_stopped()
                 self._stop(old_runner, old_reservation)
             runner = self._new_runner(model, tier_config(
@@ -155,7 +155,7 @@ class LoadTasks:
             seconds = time.monotonic() - started
             per_gb = seconds / max(path.stat().st_size / GB, 1e-9) if moving else None
             if moving:
-                with model.exclusive(token):  # a generation on the old runner finishes first
+                with model.queue.exclusive(token):  # a generation on the old runner finishes first
                     old = model.loaded(runner, reservation, prediction, result, move_seconds_per_gb=per_gb)
                 self._stop(*old)
             else:

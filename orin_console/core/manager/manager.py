@@ -187,7 +187,7 @@ class Manager:
             models = list(self._models.values())
         self._watcher.stop(timeout)
         for model in models:
-            model.close_queue(CLOSING)
+            model.queue.close(CLOSING)
             token = model.op_token
             if token is not None:
                 token.cancel(CLOSING)
@@ -287,7 +287,7 @@ class Manager:
 
     def _is_busy(self, model_id: str) -> bool:
         model = self._models.get(model_id)
-        return model is not None and model.generating
+        return model is not None and model.queue.generating
 
     # -- status -----------------------------------------------------------------------------
 
@@ -432,14 +432,14 @@ class Manager:
         self._check_open()
         model = self._model(model_id)
         self._ready_runner(model, load_timeout, cancel)
-        model.acquire(cancel)
+        model.queue.acquire(cancel)
         try:
             runner = model.serving_runner()
             if runner is None:
                 raise ModelUnavailable(f"`{model_id}` stopped: {model.error or 'unloaded'}; ask again to restart it")
             generation = runner.generate(request)
         except BaseException:
-            model.release()
+            model.queue.release()
             raise
         report = GenerationReport(self.bus, self.usage, model_id, request_id or new_request_id(),
                                   after=lambda: self._after_use(model))

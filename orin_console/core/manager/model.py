@@ -1,4 +1,4 @@
-"""One catalog model inside the manager: its load state machine and its generation queue.
+"""One catalog model inside the manager: its load state machine (and its generation queue).
 
 :class:`ModelRuntime` holds the model's moving parts (runner, reservation, prediction,
 measurements) and changes them only through its transitions, each of which checks that it is
@@ -11,23 +11,24 @@ an operator error)::
     MOVING --failed/cancelled--> READY (the old runner still serves) or FAILED (it is gone)
     READY/MOVING --died--> FAILED (READY) or MOVING without its old runner
 
-It also enforces "one generation at a time per runner, a bounded queue, a full queue is a
-clear busy error"; every wait in it is cancellable. The manager owns the decisions. A
+It holds the model's :class:`~orin_console.core.manager.queue.GenerationQueue` ("one
+generation at a time per runner, a bounded queue, a full queue is a clear busy error"; every
+wait in it is cancellable). The manager owns the decisions. A
 generation's stream is :class:`~orin_console.core.manager.stream.ManagedStream`.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from orin_console.core.cancel import Cancelled, CancelToken
+from orin_console.core.cancel import CancelToken
 from orin_console.core.catalog.store import CatalogEntry
 from orin_console.core.errors import OrinError
-from orin_console.core.manager.types import ModelBusy, ModelState, ModelStatus, ModelUnavailable
+from orin_console.core.manager.queue import GenerationQueue
+from orin_console.core.manager.types import ModelState, ModelStatus
 from orin_console.core.tier import LOADED_TIERS, Tier
 
 if TYPE_CHECKING:
@@ -47,8 +48,7 @@ def memory_total(m: ProcessMemory) -> int:
 def default_tier(entry: CatalogEntry) -> Tier:
     """Where a request without a named tier loads ``entry``: its preferred tier, or swap for
     a model whose catalog tier is ``disk`` (kept unloaded unless asked for)."""
-    preferred = Tier(entry.tier) if entry.tier in tuple(Tier) else Tier.DISK
-    return preferred if preferred in LOADED_TIERS else Tier.SWAP
+    return entry.tier if entry.tier in LOADED_TIERS else Tier.SWAP
 
 
 class InvalidTransition(OrinError):
@@ -67,7 +67,6 @@ class ModelRuntime:
     def __init__(self, entry: CatalogEntry, queue_limit: int,
                  on_change: Callable[[ModelRuntime], None] | None = None) -> None:
         self.entry = entry
-        self.queue_limit = queue_limit
         self.lock = threading.RLock()
         self._on_change = on_change
         self._state = ModelState.UNLOADED
@@ -88,10 +87,8 @@ class ModelRuntime:
         self.op_token: CancelToken | None = None
         """Cancels :attr:`op` (a load or move): its starting runner is killed."""
         self.removed = False
-        self._gen_cond = threading.Condition(self.lock)
-        self._generating = False
-        self._waiting = 0
-        self._queue_closed: str | None = None
+        self.queue = GenerationQueue(entry.id, queue_limit, self.lock)
+        """One generation at a time, the others queued (it shares :attr:`lock`)."""
 
     # -- read-only views ---------------------------------------------------------------------
 
@@ -139,11 +136,6 @@ class ModelRuntime:
     def error(self) -> str | None:
         """Why the last load, move or runner failed (None when all is well)."""
         return self._error
-
-    @property
-    def generating(self) -> bool:
-        """A generation holds the model's place now."""
-        return self._generating
 
     def serving_runner(self) -> Runner | None:
         """The runner when the model can serve now (ready, or moving on its old runner)."""
@@ -322,83 +314,6 @@ class ModelRuntime:
                 return
             self._measured = memory
 
-    # -- the generation queue ----------------------------------------------------------------
-
-    def acquire(self, cancel: CancelToken | None = None) -> None:
-        """Take the model's one generation place, queueing behind at most ``queue_limit``.
-
-        Raises:
-            ModelBusy: the queue is full.
-            Cancelled: ``cancel`` was cancelled while waiting (the place in the queue is freed).
-            ModelUnavailable: the manager closed while waiting.
-        """
-        remove = cancel.on_cancel(self._wake) if cancel is not None else None
-        try:
-            with self._gen_cond:
-                self._check_waiting(cancel)
-                if self._generating:
-                    if self._waiting >= self.queue_limit:
-                        raise ModelBusy(
-                            f"`{self.model_id}` is busy: one generation running and {self._waiting} "
-                            f"queued (the limit); try again shortly or pick another model"
-                        )
-                    self._waiting += 1
-                    try:
-                        self._gen_cond.wait_for(
-                            lambda: not self._generating or self._queue_closed is not None
-                            or (cancel is not None and cancel.cancelled))
-                    finally:
-                        self._waiting -= 1
-                    self._check_waiting(cancel)
-                self._generating = True
-        finally:
-            if remove is not None:
-                remove()
-
-    def _check_waiting(self, cancel: CancelToken | None) -> None:
-        if self._queue_closed is not None:
-            raise ModelUnavailable(f"`{self.model_id}`: {self._queue_closed}")
-        if cancel is not None and cancel.cancelled:
-            raise Cancelled(cancel.reason)
-
-    def _wake(self) -> None:
-        with self._gen_cond:
-            self._gen_cond.notify_all()
-
-    def release(self) -> None:
-        """Give the generation place to the next in the queue."""
-        with self._gen_cond:
-            self._generating = False
-            self._gen_cond.notify_all()
-
-    def close_queue(self, reason: str) -> None:
-        """Refuse every waiting and future generation with ``reason`` (the manager closes)."""
-        with self._gen_cond:
-            self._queue_closed = reason
-            self._gen_cond.notify_all()
-
-    @contextmanager
-    def exclusive(self, cancel: CancelToken | None = None) -> Iterator[None]:
-        """Hold the generation place (no generation runs) for a runner swap.
-
-        Raises:
-            Cancelled: ``cancel`` was cancelled while waiting for the generation to end.
-        """
-        remove = cancel.on_cancel(self._wake) if cancel is not None else None
-        try:
-            with self._gen_cond:
-                self._gen_cond.wait_for(lambda: not self._generating or (cancel is not None and cancel.cancelled))
-                if cancel is not None and cancel.cancelled:
-                    raise Cancelled(cancel.reason)
-                self._generating = True
-        finally:
-            if remove is not None:
-                remove()
-        try:
-            yield
-        finally:
-            self.release()
-
     # -- snapshot ----------------------------------------------------------------------------
 
     def measured_total(self) -> int | None:
@@ -433,7 +348,7 @@ class ModelRuntime:
                 state=self._state,
                 tier=self._tier.value,
                 target_tier=self._target.value if self._target is not None else None,
-                preferred_tier=self.entry.tier,
+                preferred_tier=self.entry.tier.value,
                 pin=self.entry.pin,
                 resident=self.resident_kind(),
                 progress=self._progress,
@@ -445,8 +360,8 @@ class ModelRuntime:
                 load_seconds=self._load_seconds,
                 move_seconds_per_gb=self._move_seconds_per_gb,
                 error=self._error,
-                busy=self._generating,
-                queued=self._waiting,
+                busy=self.queue.generating,
+                queued=self.queue.waiting,
                 notes=tuple(dict.fromkeys(notes)),
             )
 

@@ -105,7 +105,7 @@ class ManagedStream:
             self._released = True
         if self._forget_cancel is not None:
             self._forget_cancel()
-        self._model.release()
+        self._model.queue.release()
         self._on_end(error)
 
     def __iter__(self) -> ManagedStream:
