@@ -94,8 +94,9 @@ def test_close_during_loads_leaves_no_process(folder: Path) -> None:
 def test_close_during_moves_leaves_no_process(folder: Path) -> None:
     manager = make_manager(folder, runner_env=SLOW_LOAD).start()
     try:
-        manager.load("alpha", "swap").result(60)
-        manager.load("beta", "swap").result(60)
+        loads = [manager.load("alpha", "swap"), manager.load("beta", "swap")]  # side by side: one load delay, not two
+        for future in loads:
+            future.result(60)
     except BaseException:
         manager.close()
         raise
