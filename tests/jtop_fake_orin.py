@@ -97,7 +97,7 @@ class FakeOrin:
                 _write(cpu / f"cpufreq/{kind}_cur_freq", 1510400)
             _write(cpu / "cpufreq/scaling_governor", "schedutil")
             stat.append(f"cpu{n} 100 0 50 800 0 0 0 0 0 0")
-        _write(fs / "stat", "\n".join(stat + ["intr 0", "ctxt 0"]))
+        _write(fs / "stat", "\n".join([*stat, "intr 0", "ctxt 0"]))
 
         gpu = fs / GPU_DEVFREQ
         _write(gpu / "device/of_node/name", "gpu")
@@ -151,7 +151,7 @@ class FakeOrin:
         """Write one set of sensor values, in the units the kernel uses."""
         fs = self.fake_sys
         gpu = fs / GPU_DEVFREQ
-        _write(gpu / "device/load", int(round(gpu_load_pct * 10)))  # per mille
+        _write(gpu / "device/load", round(gpu_load_pct * 10))  # per mille
         _write(gpu / "cur_freq", gpu_freq_hz)
         _write(fs / EMC_CLK / "rate", emc_rate_hz)
         # jtop divides the activity counter by the rate in kHz to get a percentage.

@@ -26,6 +26,19 @@ def runner_processes() -> list[psutil.Process]:
     return found
 
 
+def marked_processes(mark: str) -> list[psutil.Process]:
+    """Processes started with ``ORIN_TEST_MARK=mark`` in their environment (runners inherit it),
+    for tests that run the console as a subprocess."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("ORIN_TEST_MARK") == mark:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
 class FakeMachine:
     """``MemAvailable`` = ``total`` minus what loaded runners hold, as the kernel would show it.
 

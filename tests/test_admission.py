@@ -6,6 +6,7 @@ import copy
 
 import pytest
 
+from orin_console.core.errors import OrinError
 from orin_console.core.memory.admission import (
     AdmissionRefused,
     AdmissionRequest,
@@ -15,7 +16,6 @@ from orin_console.core.memory.admission import (
     admit,
     plan_load,
 )
-from orin_console.core.errors import OrinError
 from orin_console.core.memory.prediction import GB, MB, Prediction
 from orin_console.core.settings import load_settings
 

@@ -68,7 +68,8 @@ def test_add_folder_adds_valid_and_reports_refused(workdir: Path, capsys: pytest
     assert [e.id for e in parse_catalog(catalog.read_text(), catalog)] == ["tiny-model.f32"]
     # Adding the same file again is refused as a duplicate; the catalog is unchanged.
     before = catalog.read_text()
-    code, _, err = run(capsys, "--catalog", str(catalog), "models", "add", str(workdir / "models" / "Tiny-Model.F32.gguf"))
+    tiny = workdir / "models" / "Tiny-Model.F32.gguf"
+    code, _, err = run(capsys, "--catalog", str(catalog), "models", "add", str(tiny))
     assert code == 2 and "already in the catalog as 'tiny-model.f32'" in err
     assert catalog.read_text() == before
 

@@ -19,6 +19,7 @@ from orin_console.testing.tiny_models import write_tiny_llama
 from orin_console.testing.waits import wait_until
 
 from conftest import REPO_ROOT, demo_model
+from runner_procs import marked_processes
 
 CODE_PROMPT = "Write a Python function that reverses a list:\n```python\ndef rev(xs):\n```"
 
@@ -130,18 +131,6 @@ def test_plan_after_runs(catalog: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert runners() == []
 
 
-def _marked_processes(mark: str) -> list[psutil.Process]:
-    """Processes started with ``ORIN_TEST_MARK=mark`` in their environment (runners inherit it)."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get("ORIN_TEST_MARK") == mark:
-                found.append(proc)
-        except (psutil.Error, OSError):
-            continue
-    return found
-
-
 def test_ctrl_c_cancels_and_ends_the_runner(catalog: Path) -> None:
     mark = uuid.uuid4().hex
     env = {**os.environ, "ORIN_RUNNER_TEST_HOOKS": "1", "ORIN_RUNNER_TEST_TOKEN_DELAY_S": "0.2",
@@ -152,14 +141,14 @@ def test_ctrl_c_cancels_and_ends_the_runner(catalog: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=catalog.parent)
     assert proc.stdout is not None
     assert proc.stdout.read(1)  # the answer has started
-    assert len(_marked_processes(mark)) >= 2  # the console and its runner
+    assert len(marked_processes(mark)) >= 2  # the console and its runner
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert time.monotonic() - started < 5
     assert "· cancelled" in err.decode()
-    wait_until(lambda: _marked_processes(mark) == [], timeout=5, interval=0.05, what="the console and runner to exit")
+    wait_until(lambda: marked_processes(mark) == [], timeout=5, interval=0.05, what="the console and runner to exit")
 
 
 @pytest.mark.slow

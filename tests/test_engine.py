@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from orin_console.core.memory.admission import Budgets
 from orin_console.core.engine.inference import Engine, residency_of
+from orin_console.core.engine.selection import SelectionError
 from orin_console.core.engine.types import BatchFailure, GenerationParams, ParameterError, Result
+from orin_console.core.events.kinds import LoadProgress
 from orin_console.core.manager.manager import Manager
 from orin_console.core.manager.types import ModelBusy, ModelState
-from orin_console.core.events.kinds import LoadProgress
-from orin_console.core.engine.selection import SelectionError
+from orin_console.core.memory.admission import Budgets
 from orin_console.testing.managers import make_manager as make_test_manager
 from orin_console.testing.tiny_models import write_tiny_llama
 from orin_console.testing.waits import wait_until
@@ -117,7 +117,7 @@ def test_manual_mode_uses_the_named_model(engine: Engine) -> None:
     result = engine.quick(CHAT_PROMPT, mode="manual", model="beta", max_tokens=8)
     assert result.model_id == "beta" and result.selection.mode == "manual"
     assert "chosen by the operator" in result.explanation
-    with pytest.raises(SelectionError, match="no model 'gamma'.*known: alpha, beta"):
+    with pytest.raises(SelectionError, match=r"no model 'gamma'.*known: alpha, beta"):
         engine.quick(CHAT_PROMPT, mode="manual", model="gamma")
     with pytest.raises(SelectionError, match="needs a model id"):
         engine.quick(CHAT_PROMPT, mode="manual")

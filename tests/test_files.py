@@ -111,9 +111,9 @@ def test_the_lock_excludes_a_second_holder_and_is_released(tmp_path: Path) -> No
     path = tmp_path / "models.toml"
     with exclusive_lock(path, what="catalog") as lock:
         assert lock == tmp_path / ".models.toml.lock" and lock.exists()
-        with pytest.raises(CatalogError, match=r"another process has been editing the catalog for over 0 s"):
-            with exclusive_lock(path, what="catalog", timeout_s=0, error=CatalogError):
-                pass
+        with pytest.raises(CatalogError, match=r"another process has been editing the catalog for over 0 s"), \
+                exclusive_lock(path, what="catalog", timeout_s=0, error=CatalogError):
+            pass
     with exclusive_lock(path, what="catalog", timeout_s=0):
         pass
 
@@ -126,7 +126,6 @@ def test_two_links_to_one_file_share_one_lock(tmp_path: Path) -> None:
     a.symlink_to(target)
     b.symlink_to(target)
     assert lock_path(a) == lock_path(b) == target.parent / ".models.toml.lock"
-    with exclusive_lock(a, what="catalog"):
-        with pytest.raises(OrinError, match="another process"):
-            with exclusive_lock(b, what="catalog", timeout_s=0):
-                pass
+    with exclusive_lock(a, what="catalog"), pytest.raises(OrinError, match="another process"), \
+            exclusive_lock(b, what="catalog", timeout_s=0):
+        pass

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from orin_console.core.errors import GGUFError
+from orin_console.core.gguf import DEFAULT_LIMITS, GGUFLimits, read_gguf
+
 from gguf_craft import (
     ARRAY,
     BOOL,
@@ -33,9 +37,6 @@ from gguf_craft import (
     u64,
     val,
 )
-
-from orin_console.core.errors import GGUFError
-from orin_console.core.gguf import DEFAULT_LIMITS, GGUFLimits, read_gguf
 
 U64_MAX = (1 << 64) - 1
 

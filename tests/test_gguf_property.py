@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from gguf_craft import baseline
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from orin_console.core.errors import GGUFError
 from orin_console.core.gguf import GGUFInfo, read_gguf, sanitize
 from orin_console.testing.tiny_models import write_tiny_llama
+
+from gguf_craft import baseline
 
 MAX_SECONDS = 1.0
 MAX_PEAK_BYTES = 64 * 1024 * 1024

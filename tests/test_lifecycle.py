@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from runner_procs import runner_processes
 
 from orin_console.core import gguf
 from orin_console.core.cancel import Cancelled, CancelToken
@@ -22,6 +21,8 @@ from orin_console.core.tier import Tier
 from orin_console.testing.managers import make_manager
 from orin_console.testing.tiny_models import write_tiny_llama
 from orin_console.testing.waits import wait_until
+
+from runner_procs import runner_processes
 
 CATALOG = "".join(
     f'[[models]]\nid = "{mid}"\npath = "{mid}.gguf"\ntasks = ["chat"]\ntier = "{tier}"\ncontext = 512\n\n'

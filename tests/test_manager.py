@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -13,12 +14,11 @@ from pathlib import Path
 import pytest
 
 from orin_console.core.cancel import Cancelled
-from orin_console.core.memory.admission import AdmissionRefused, Budgets, MachineMemory
 from orin_console.core.errors import GGUFError, OrinError
-from orin_console.core.events.bus import EventBus
+from orin_console.core.events.kinds import LoadProgress, ManagerError, ModelStateChanged
 from orin_console.core.manager.manager import Manager
 from orin_console.core.manager.types import ModelBusy, ModelState
-from orin_console.core.events.kinds import LoadProgress, ManagerError, ModelStateChanged
+from orin_console.core.memory.admission import AdmissionRefused, Budgets, MachineMemory
 from orin_console.core.runner import GenerateRequest, RunnerDied
 from orin_console.testing.managers import make_manager as make_test_manager
 from orin_console.testing.waits import wait_until
@@ -102,7 +102,7 @@ def test_move_keeps_model_available_make_before_break(manager: Manager) -> None:
     future = manager.move("alpha", "ram")
     time.sleep(0.3)
     assert manager.model_status("alpha").state in (ModelState.MOVING, ModelState.READY)
-    more = [c for c, _ in zip(stream, range(5))]  # the old runner still serves
+    more = [c for c, _ in zip(stream, range(5), strict=False)]  # the old runner still serves
     assert first.text is not None and len(more) == 5
     stream.close()
     status = future.result(60)
@@ -239,9 +239,8 @@ def test_checksum_mismatch_is_refused(workdir: Path) -> None:
     text = CATALOG.replace('context = 2048\n\n[[models]]', 'context = 2048\nsha256 = "' + "0" * 64 + '"\n\n[[models]]')
     assert "sha256" in text
     (workdir / "models.toml").write_text(text)
-    with make_manager(workdir) as manager:
-        with pytest.raises(OrinError, match="sha256"):
-            manager.load("alpha").result(60)
+    with make_manager(workdir) as manager, pytest.raises(OrinError, match="sha256"):
+        manager.load("alpha").result(60)
 
 
 def test_invalid_catalog_edit_while_running(manager: Manager, workdir: Path) -> None:
@@ -288,6 +287,7 @@ def test_usage_survives_restart(workdir: Path) -> None:
 def test_runner_gpu_memory_comes_from_the_telemetry_sample(workdir: Path) -> None:
     """On a Jetson, jtop reports GPU memory per process; the manager adds it to the runner's figure."""
     import psutil
+
     from telemetry_fakes import make_sample
 
     gpu_bytes = 300 * 2**20
@@ -323,9 +323,7 @@ def test_unload_during_a_load_wins(manager: Manager) -> None:
     unloading = manager.unload("alpha")
     assert unloading is not loading
     assert unloading.result(60).state == ModelState.UNLOADED
-    try:
-        loading.result(60)  # cancelled by the unload, unless it had just finished
-    except Cancelled:
-        pass
+    with contextlib.suppress(Cancelled):  # cancelled by the unload, unless it had just finished
+        loading.result(60)
     assert manager.model_status("alpha").state == ModelState.UNLOADED
     assert manager.model_status("alpha").pid is None

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from runner_procs import FakeMachine, runner_processes
 
 from orin_console.core.errors import OrinError
 from orin_console.core.manager.manager import Manager
@@ -27,6 +26,8 @@ from orin_console.core.tier import Tier
 from orin_console.testing.managers import make_manager
 from orin_console.testing.tiny_models import write_tiny_llama
 from orin_console.testing.waits import wait_until
+
+from runner_procs import FakeMachine, runner_processes
 
 GB = 2**30
 IDS = [f"m{i}" for i in range(6)]

@@ -14,7 +14,6 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from runner_procs import runner_processes
 
 from orin_console.core.cancel import CancelToken
 from orin_console.core.errors import OrinError
@@ -25,6 +24,8 @@ from orin_console.core.tier import Tier
 from orin_console.testing.managers import make_manager
 from orin_console.testing.tiny_models import write_tiny_llama
 from orin_console.testing.waits import wait_until
+
+from runner_procs import runner_processes
 
 SHAPES = {"small": {}, "wide": {"n_embd": 128, "n_ff": 256}, "deep": {"n_layers": 4, "n_embd": 96, "n_ff": 192}}
 MODELS = ["small", "wide", "deep", "small2"]

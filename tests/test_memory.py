@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
-from conftest import demo_model
-from orin_console.core.memory import prediction as memory
 from orin_console.core.gguf import read_gguf
 from orin_console.core.gguf.types import GGUFInfo, TensorInfo
+from orin_console.core.memory import prediction as memory
 from orin_console.core.memory.kvcache import cache_row_bytes, kv_cache, swa_layers
 from orin_console.core.memory.measurements import FILE_NAME, Corrections, model_identity
 from orin_console.core.memory.prediction import MB, Prediction, format_size, predict
+
+from conftest import demo_model
 
 MiB = 1 << 20
 SMOL = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from orin_console.core.memory.admission import AdmissionRefused, Budgets
@@ -130,7 +132,7 @@ def simulate(schedule: list[list[str]], policy: PlanPolicy, step_s: float = 60.0
 
 
 def flips(history: list[dict[str, str]]) -> int:
-    return sum(1 for before, after in zip(history, history[1:], strict=False) if before != after)
+    return sum(1 for before, after in itertools.pairwise(history) if before != after)
 
 
 def test_alternating_workload_does_not_thrash() -> None:
@@ -168,9 +170,9 @@ def test_dwell_time_keeps_a_fresh_placement() -> None:
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from orin_console.core.events.kinds import PlanChanged  # noqa: E402
 from orin_console.core.manager.manager import Manager  # noqa: E402
 from orin_console.core.manager.types import ModelState  # noqa: E402
-from orin_console.core.events.kinds import PlanChanged  # noqa: E402
 from orin_console.core.placement.optimiser import AutoOptimiser, apply, plan_for  # noqa: E402
 from orin_console.core.runner import GenerateRequest  # noqa: E402
 from orin_console.core.settings import load_settings  # noqa: E402

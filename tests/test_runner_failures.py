@@ -164,7 +164,7 @@ def test_truncated_model_file_is_a_clean_error(tiny_model_path: Path, tmp_path: 
     model.write_bytes(data[: len(data) // 2])
     watch = ExitWatch()
     r = _runner(model, "short", watch)
-    with pytest.raises(RunnerLoadError, match="llama.cpp could not load") as info:
+    with pytest.raises(RunnerLoadError, match=r"llama.cpp could not load") as info:
         r.start()
     # llama.cpp's own words about the file, e.g. "... data is not within the file bounds".
     assert str(model) in str(info.value) and info.value.stderr_tail

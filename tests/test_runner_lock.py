@@ -54,7 +54,7 @@ def _limited_launcher() -> list[str]:
     return launcher
 
 
-def _load(name: str, cfg: RunnerConfig, launcher: list[str] | None = None):  # noqa: ANN202
+def _load(name: str, cfg: RunnerConfig, launcher: list[str] | None = None):
     r = Runner(name, cfg, launcher=launcher or ())
     try:
         return r.start()

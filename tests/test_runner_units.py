@@ -117,7 +117,7 @@ def test_text_frames_cost_far_below_the_per_token_budget(pair: tuple[socket.sock
     t = threading.Thread(target=consume)
     t.start()
     started = time.perf_counter()
-    for i in range(n):
+    for _i in range(n):
         writer.send_text(" token")
     t.join(30)
     per_token = (time.perf_counter() - started) / n

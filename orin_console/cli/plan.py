@@ -12,11 +12,10 @@ import argparse
 import json
 from typing import Any
 
-from orin_console.core import create_core
-from orin_console.core.text import sanitize
-from orin_console.core.placement.optimiser import plan_for
-
 from orin_console.cli.main import Context
+from orin_console.core import create_core
+from orin_console.core.placement.optimiser import plan_for
+from orin_console.core.text import sanitize
 
 
 def register(sub: Any) -> None:

@@ -21,19 +21,18 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from orin_console.core.memory.admission import AdmissionRefused
+from orin_console.cli.main import Context
 from orin_console.core import create_core
 from orin_console.core.engine.inference import EngineStream
+from orin_console.core.engine.selection import MODES, Mode
 from orin_console.core.engine.types import EngineError, GenerationParams, Result
 from orin_console.core.events.bus import Event, EventBus
-from orin_console.core.lifecycle import ConsoleTerminated
-from orin_console.core.text import sanitize
-from orin_console.core.manager.types import ModelBusy, ModelUnavailable
 from orin_console.core.events.kinds import LoadProgress
+from orin_console.core.lifecycle import ConsoleTerminated
+from orin_console.core.manager.types import ModelBusy, ModelUnavailable
+from orin_console.core.memory.admission import AdmissionRefused
 from orin_console.core.runner import RunnerError
-from orin_console.core.engine.selection import MODES, Mode
-
-from orin_console.cli.main import Context
+from orin_console.core.text import sanitize
 
 EXIT_SERVE_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -79,7 +78,10 @@ class _Progress:
     def attach(self, bus: EventBus) -> None:
         """Show the load progress events published on ``bus``."""
         sub = bus.subscribe(self._on_event, kinds=(LoadProgress,), name="cli-load-progress")
-        self._detach = lambda: bus.unsubscribe(sub)
+        def detach() -> None:
+            bus.unsubscribe(sub)
+
+        self._detach = detach
 
     def _on_event(self, event: Event) -> None:
         if not isinstance(event, LoadProgress):

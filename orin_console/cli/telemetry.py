@@ -22,11 +22,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from orin_console.cli.main import Context
 from orin_console.core.events.bus import EventBus, TelemetrySample
 from orin_console.core.telemetry import SOURCE_NAMES, Sample, Sampler, SourceStatus, build_sources
 from orin_console.core.units import format_size
-
-from orin_console.cli.main import Context
 
 SPARK = "▁▂▃▄▅▆▇█"
 NA = "[dim]n/a[/dim]"
@@ -99,7 +98,8 @@ def render_sample(sample: Sample, status: list[SourceStatus], history: list[Samp
         mem += f", GPU-shared {_memory(sample.mem_gpu_shared)}"
     table.add_row("memory", mem, spark([_pct(s.mem_used, s.mem_total) for s in hist]))
     swap = NA if sample.swap_total is None else (
-        "none configured" if sample.swap_total == 0 else f"{_memory(sample.swap_used)} used of {_memory(sample.swap_total)}"
+        "none configured" if sample.swap_total == 0
+        else f"{_memory(sample.swap_used)} used of {_memory(sample.swap_total)}"
     )
     table.add_row("swap", swap, spark([_pct(s.swap_used, s.swap_total) for s in hist]))
 

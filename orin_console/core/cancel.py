@@ -25,7 +25,7 @@ class CancelToken:
     def __init__(self) -> None:
         self._event = threading.Event()
         self._lock = threading.Lock()
-        self._callbacks: list[Callable[[], None]] = []
+        self._callbacks: list[Callable[[], object]] = []
         self.reason = "cancelled"
 
     @property
@@ -48,7 +48,7 @@ class CancelToken:
         """Block until cancelled or ``timeout``; whether it was cancelled."""
         return self._event.wait(timeout)
 
-    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
+    def on_cancel(self, callback: Callable[[], object]) -> Callable[[], None]:
         """Run ``callback`` when cancelled (at once if already); returns a function that
         removes it."""
         with self._lock:

@@ -18,7 +18,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Final
 
@@ -178,10 +178,8 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
             os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, target)
     except BaseException:
-        try:
+        with suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
         raise
     dir_fd = os.open(folder, os.O_RDONLY)
     try:

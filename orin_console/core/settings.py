@@ -34,7 +34,6 @@ from orin_console.core.files import CONFIG_FILE_LIMIT, read_text_file
 from orin_console.core.text import sanitize_path
 from orin_console.core.units import GB, MB
 
-
 TelemetrySourceName = Literal["auto", "jtop", "nvml", "psutil"]
 
 

@@ -34,17 +34,18 @@ from typing import Any, Literal, get_args
 
 import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from tomlkit.items import AoT, Table
 
 from orin_console.core.errors import CatalogError
-from orin_console.core.tier import Tier
-from orin_console.core.text import sanitize, sanitize_path
 from orin_console.core.files import (
     CONFIG_FILE_LIMIT,
     atomic_write_text,
     exclusive_lock,
     read_text_file,
 )
+from orin_console.core.text import sanitize, sanitize_path
+from orin_console.core.tier import Tier
 
 Task = Literal["chat", "code", "classification", "summarisation", "extraction", "completion"]
 TASKS: tuple[str, ...] = get_args(Task)
@@ -157,7 +158,7 @@ def _entry_label(raw: Any, index: int) -> str:
     return f"entry {index + 1}"
 
 
-def _explain(err: dict[str, Any]) -> str:
+def _explain(err: ErrorDetails) -> str:
     field = ".".join(str(p) for p in err["loc"]) or "(entry)"
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -213,7 +214,8 @@ def parse_catalog(text: str, path: Path) -> Catalog:
         seen[entry.id] = index
         entries.append(entry)
     if problems:
-        raise CatalogError(f"{sanitize_path(path)}: refused, the last good catalog stays in force: " + "; ".join(problems))
+        raise CatalogError(f"{sanitize_path(path)}: refused, the last good catalog stays in force: "
+                           + "; ".join(problems))
     return Catalog(path, entries)
 
 

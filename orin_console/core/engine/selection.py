@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple, Protocol
 
 from orin_console.core.catalog.store import TASKS, Catalog, CatalogEntry, Task
-from orin_console.core.errors import OrinError
 from orin_console.core.engine.tasks import TaskGuess
+from orin_console.core.errors import OrinError
 from orin_console.core.tier import LOADED_TIERS
 
 Mode = Literal["manual", "auto", "hybrid"]

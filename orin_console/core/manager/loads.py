@@ -9,6 +9,7 @@ starting runner and gives its reservation back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -27,10 +28,10 @@ from orin_console.core.manager.predictions import PredictionCache
 from orin_console.core.manager.recorder import MeasurementRecorder
 from orin_console.core.manager.types import ModelStatus
 from orin_console.core.memory.admission import AdmissionRefused, AdmissionRequest
-from orin_console.core.memory.prediction import GB
 from orin_console.core.memory.scheduler import Reservation, Scheduler
-from orin_console.core.runner import Runner, RunnerDied, tier_config
+from orin_console.core.runner import LoadResult, Runner, RunnerDied, tier_config
 from orin_console.core.tier import Tier
+from orin_console.core.units import GB
 
 __all__ = ["LoadTasks", "Operations"]
 
@@ -177,7 +178,7 @@ class LoadTasks:
         log.info("%s %s %s in %.2f s", model.model_id, "moved to" if moving else "loaded into", tier.value, seconds)
         return model.status()
 
-    def _start(self, model: ModelRuntime, runner: Runner, tier: Tier, token: CancelToken) -> object:
+    def _start(self, model: ModelRuntime, runner: Runner, tier: Tier, token: CancelToken) -> LoadResult:
         """Start the runner; cancelling the token kills it (start then raises at once)."""
 
         def progress(fraction: float) -> None:
@@ -204,10 +205,8 @@ class LoadTasks:
     def unload(self, model: ModelRuntime, previous: Future[ModelStatus] | None) -> ModelStatus:
         """Stop the model's runner; a load or move in progress (already cancelled) ends first."""
         if previous is not None:
-            try:
+            with contextlib.suppress(BaseException):  # its failure was reported; unloading goes on
                 previous.result()
-            except BaseException:  # noqa: BLE001 - its failure was reported; unloading goes on
-                pass
         runner, reservation = model.begin_unload()
         try:
             self._stop(runner, reservation)

@@ -47,10 +47,9 @@ from orin_console.core.events.kinds import (
 )
 from orin_console.core.manager.loads import LoadTasks, Operations
 from orin_console.core.manager.model import ModelRuntime, default_tier
-from orin_console.core.manager.stream import GenerationReport, ManagedStream
 from orin_console.core.manager.predictions import PredictionCache
 from orin_console.core.manager.recorder import MeasurementRecorder
-from orin_console.core.manager.watcher import CatalogWatcher
+from orin_console.core.manager.stream import GenerationReport, ManagedStream
 from orin_console.core.manager.types import (
     ManagerClosed,
     ModelState,
@@ -59,6 +58,7 @@ from orin_console.core.manager.types import (
     SystemStatus,
     tier_usages,
 )
+from orin_console.core.manager.watcher import CatalogWatcher
 from orin_console.core.memory.admission import AdmissionRequest, Budgets, Decision, MachineMemory
 from orin_console.core.memory.measurements import Corrections
 from orin_console.core.memory.prediction import Prediction

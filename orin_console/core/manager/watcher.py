@@ -68,6 +68,6 @@ class CatalogWatcher:
             return
         try:
             self._on_change(catalog)
-        except Exception as exc:  # noqa: BLE001 - the watcher must outlive any one edit
+        except Exception as exc:
             log.exception("applying the catalog edit failed")
             self._on_error(f"applying the catalog edit failed: {exc}")

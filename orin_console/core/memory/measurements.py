@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from orin_console.core.errors import OrinError
 from orin_console.core.files import STATE_FILE_LIMIT, atomic_write_text, read_text_file
@@ -139,7 +139,7 @@ class Measurement:
         )
 
 
-def _is_count(value: Any) -> bool:
+def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 

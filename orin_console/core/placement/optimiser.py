@@ -228,7 +228,7 @@ class AutoOptimiser:
         while not self._stop.wait(self.interval_s):
             try:
                 self.run_once()
-            except Exception as exc:  # noqa: BLE001 - a round that fails must not end the loop
+            except Exception as exc:
                 log.exception("auto-optimise round failed")
                 self.manager.bus.publish(ManagerError(message=f"auto-optimise round failed: {exc}"))
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 from orin_console.core.errors import OrinError
 from orin_console.core.events.bus import Event, Subscription
-from orin_console.core.manager.types import ModelState
 from orin_console.core.events.kinds import GenerationFinished
+from orin_console.core.manager.types import ModelState
 
 if TYPE_CHECKING:
     from orin_console.core.manager.manager import Manager
