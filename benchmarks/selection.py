@@ -189,7 +189,7 @@ def warm_routing(iterations: int) -> dict[str, float]:
             route = engine.route(guess, "auto", None, None)
             if route.selection.model_id != "chat-a" or route.load_tier is not None:
                 raise SystemExit(f"warm routing set-up is wrong: {route.selection.explanation}")
-            residency = residency_of(manager.status())
+            residency = residency_of(manager.model_statuses())
             usage = manager.usage.snapshot()
             catalog = manager.catalog
             reads = plans = 0

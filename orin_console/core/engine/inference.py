@@ -35,7 +35,7 @@ the model has one and the task is not plain text completion; ``as_chat`` overrid
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from orin_console.core.engine.selection import MODES, Mode, Selection, SelectionError, select
@@ -56,7 +56,7 @@ from orin_console.core.engine.types import (
 )
 from orin_console.core.errors import OrinError
 from orin_console.core.manager.manager import new_request_id
-from orin_console.core.manager.types import ModelState, SystemStatus
+from orin_console.core.manager.types import ModelState, ModelStatus, SystemStatus
 from orin_console.core.runner import check_request_text
 from orin_console.core.tier import LOADED_TIERS, Tier
 
@@ -70,14 +70,14 @@ _WARM = (*LOADED_TIERS, "loading")
 _NOTE_CHARS = 200
 
 
-def residency_of(status: SystemStatus) -> dict[str, str]:
+def residency_of(models: SystemStatus | Iterable[ModelStatus]) -> dict[str, str]:
     """Model id -> what selection calls its tier: ``ram``, ``swap``, ``loading``, ``failed``.
 
     Models that are not loaded (or are being unloaded) are left out: they count as ``disk``.
     A model being moved still serves from its old tier, so it counts there.
     """
     residency: dict[str, str] = {}
-    for model in status.models:
+    for model in models.models if isinstance(models, SystemStatus) else models:
         if model.state in (ModelState.READY, ModelState.MOVING) and model.tier in LOADED_TIERS:
             residency[model.model_id] = model.tier
         elif model.state == ModelState.LOADING:
@@ -261,7 +261,7 @@ class Engine:
             raise ParameterError("mode", mode, f"one of {', '.join(MODES)}")
         manager = self.manager
         catalog = manager.catalog
-        residency = residency_of(manager.status())
+        residency = residency_of(manager.model_statuses())
         usage = manager.usage.snapshot()
         selection = select(mode, guess, catalog, residency, usage, model=model, preferred=preferred)
         if residency.get(selection.model_id) in _WARM:
@@ -299,7 +299,7 @@ class Engine:
             return None
         manager = self.manager
         alternative = self._best_loaded(selection.guess, selection.mode, None,
-                                        residency_of(manager.status()), manager.usage.snapshot())
+                                        residency_of(manager.model_statuses()), manager.usage.snapshot())
         if alternative is None or alternative.model_id == selection.model_id:
             return None
         note = f"`{selection.model_id}` could not be loaded ({_short(error)}); the best loaded model answered"

@@ -69,7 +69,10 @@ _LOG_REFERENCE: Final = math.log1p(SPEED_REFERENCE)
 SHOWN: Final = 3
 _TIER_WORDS: Final = {"ram": "resident in ram", "swap": "loaded in swap", "loading": "loading now",
                       "disk": "must load from disk", "failed": "failed last time (would restart)"}
-_ADMITTED: Final = (*LOADED_TIERS, "loading")  # no admission check needed
+# Plain-text sets: the residency map holds text, and a str-in-frozenset test is several times
+# faster than comparing with enum members (this runs per model per request).
+_LOADED: Final = frozenset(tier.value for tier in LOADED_TIERS)
+_ADMITTED: Final = _LOADED | {"loading"}  # no admission check needed
 
 
 class SelectionError(OrinError):
@@ -299,7 +302,7 @@ class Selector:
         if preferred not in self.catalog:
             return f"preferred {preferred} is not in the catalog, so auto"
         tier = residency.get(preferred, "disk")
-        if tier not in LOADED_TIERS:
+        if tier not in _LOADED:
             return f"preferred {preferred} not loaded ({tier}), so auto"
         if self._static[task][preferred].fit < ACCEPTABLE_FIT:
             return f"preferred {preferred} does not fit {task}, so auto"
@@ -389,7 +392,7 @@ def _build(guess: TaskGuess, mode: Mode, ranked: list[_Scored], skipped: list[st
 
 def _decision(chosen: _Scored, runner: _Scored) -> str:
     """Why the winner beat the runner-up, naming the resident-vs-cold margin when it decided."""
-    resident = (chosen.tier in LOADED_TIERS, runner.tier in LOADED_TIERS)
+    resident = (chosen.tier in _LOADED, runner.tier in _LOADED)
     # quality: everything but the tier bonus, so the margin statement is exact
     quality = (chosen.score - TIER_BONUS[chosen.tier]) - (runner.score - TIER_BONUS[runner.tier])
     if resident == (True, False) and quality < 0:

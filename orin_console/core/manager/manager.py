@@ -295,11 +295,16 @@ class Manager:
         """One model's status."""
         return self._model(model_id).status()
 
+    def model_statuses(self) -> tuple[ModelStatus, ...]:
+        """Every model's status, without the tiers and the machine's memory (no system call:
+        what routing a request needs)."""
+        with self._lock:
+            return tuple(model.status() for model in self._models.values())
+
     def status(self) -> SystemStatus:
         """Every model, each tier's reserved memory (loads and moves in flight included) against
         its budget, and the machine's free memory."""
-        with self._lock:
-            models = tuple(model.status() for model in self._models.values())
+        models = self.model_statuses()
         tiers = tier_usages(self.scheduler.reservations(), self.budgets)
         machine = self._machine_memory()
         return SystemStatus(models, tiers, machine.mem_available, machine.swap_free, self.budgets.reserve)
