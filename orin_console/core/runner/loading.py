@@ -12,6 +12,8 @@ The state is :class:`~.client.Runner`'s (declared on :class:`~.channel.RunnerCha
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from orin_console.core.cancel import CancelToken
 from orin_console.core.runner.channel import ProgressCallback, RunnerChannel
 from orin_console.core.runner.exits import is_notable
@@ -35,17 +37,10 @@ class RunnerLoading(RunnerChannel):
     _starting: bool
     _start_stopped: str | None
 
-    def _spawn(self) -> None:
-        """Start a process (:class:`~.client.Runner`'s); the caller holds the lock."""
-        raise NotImplementedError
-
-    def kill(self) -> int | None:
-        """End the process at once (:class:`~.client.Runner`'s)."""
-        raise NotImplementedError
-
-    def shutdown(self, timeout: float = 5.0) -> int | None:
-        """Ask the process to exit (:class:`~.client.Runner`'s)."""
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by :class:`~.client.Runner`, which owns the process
+        def _spawn(self) -> None: ...  # the caller holds the lock
+        def kill(self) -> int | None: ...
+        def shutdown(self, timeout: float = 5.0) -> int | None: ...
 
     def start(
         self,
