@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from orin_console.core.runner import GenerateRequest, Runner, RunnerDied, tier_config
+from orin_console.testing.tiny_models import write_tiny_llama
 from orin_console.testing.waits import wait_until
 
 SLOW_TOKENS = {"ORIN_RUNNER_TEST_HOOKS": "1", "ORIN_RUNNER_TEST_TOKEN_DELAY_S": "0.02"}
@@ -135,3 +136,19 @@ def test_the_watchdog_measures_from_frames_and_costs_little_per_token() -> None:
     per_token = (time.perf_counter() - started) / n
     print(f"inbox put + next with the watchdog: {per_token * 1e6:.1f} us per token")
     assert per_token < 0.05e-3
+
+
+def test_the_watchdog_limits_come_from_the_settings(tmp_path: Path) -> None:
+    from orin_console.core.settings import load_settings
+    from orin_console.testing.managers import make_manager
+
+    write_tiny_llama(tmp_path / "alpha.gguf", n_ctx=512, ascii_output=True)
+    (tmp_path / "models.toml").write_text(
+        '[[models]]\nid = "alpha"\npath = "alpha.gguf"\ntasks = ["chat"]\ntier = "swap"\ncontext = 512\n')
+    settings = load_settings(env={"ORIN_FIRST_TOKEN_TIMEOUT_S": "7", "ORIN_TOKEN_GAP_TIMEOUT_S": "3"},
+                             catalog_path=tmp_path / "models.toml", state_dir=tmp_path / "state")
+    with make_manager(tmp_path, settings=settings) as manager:
+        manager.load("alpha").result(60)
+        runner = manager._model("alpha").runner
+        assert runner is not None
+        assert (runner.first_token_timeout_s, runner.token_gap_timeout_s) == (7.0, 3.0)

@@ -130,6 +130,21 @@ class Settings(BaseSettings):
         le=86400.0,
         description="Seconds between placement-plan rounds of the auto-optimiser (default 300).",
     )
+    first_token_timeout_s: float = Field(
+        120.0,
+        ge=1.0,
+        le=86400.0,
+        description="The runner watchdog: seconds a generation may wait for its first token "
+        "(prompt evaluation included) before its runner is declared stuck and killed. Raise it "
+        "for very long prompts on the swap tier.",
+    )
+    token_gap_timeout_s: float = Field(
+        30.0,
+        ge=1.0,
+        le=86400.0,
+        description="The runner watchdog: seconds a generating runner may go without sending "
+        "anything (it sends a tick every second while it works) before it is killed as stuck.",
+    )
     preload: bool = Field(
         False,
         description="Warm the model usually asked for right after the one that just answered, "

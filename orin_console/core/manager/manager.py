@@ -221,7 +221,9 @@ class Manager:
                 self._spares = SpareRunners(sys.executable, (), self._runner_env)
             spares = self._spares
         return Runner(model.model_id, config, env=self._runner_env, spares=spares,
-                      on_exit=lambda r, died: self._tasks.runner_exited(model, r, died))
+                      on_exit=lambda r, died: self._tasks.runner_exited(model, r, died),
+                      first_token_timeout_s=self.settings.first_token_timeout_s,
+                      token_gap_timeout_s=self.settings.token_gap_timeout_s)
 
     # -- catalog ----------------------------------------------------------------------------
 
