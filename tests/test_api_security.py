@@ -4,7 +4,6 @@ bounded bodies, no CORS unless configured, one error shape, no traceback to a cl
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
