@@ -36,7 +36,7 @@ def test_loopback_needs_no_token_and_any_other_bind_needs_one() -> None:
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.20")
     check_bind("127.0.0.1", None)
     check_bind("0.0.0.0", TOKEN)
-    with pytest.raises(SettingsError, match="needs a token.*ORIN_TOKEN"):
+    with pytest.raises(SettingsError, match=r"needs a token.*ORIN_TOKEN"):
         check_bind("0.0.0.0", None)
 
 
