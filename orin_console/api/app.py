@@ -69,6 +69,9 @@ def create_app(
                 raise
             continue
         app.include_router(module.router)
+        install = getattr(module, "install", None)  # per-app set-up (metrics: registry, middleware)
+        if install is not None:
+            install(app)
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
                            allow_headers=["*"])
