@@ -1,1 +1,53 @@
-"""The async Python SDK. Talks to the API over HTTP only; imports nothing from core."""
+"""The async Python SDK. Talks to the API over HTTP only; imports nothing from core.
+
+::
+
+    from orin_console.client import OrinClient
+
+    async with OrinClient() as client:
+        result = await client.inference.quick_generate("The future of AI is", max_tokens=50)
+        print(result.text)
+
+See docs/sdk.md for every call and error.
+"""
+
+from orin_console.client.client import DEFAULT_BASE_URL, ModelsAPI, OrinClient, SystemAPI
+from orin_console.client.errors import (
+    AdmissionRefusedError,
+    AuthenticationError,
+    BusyError,
+    NotFoundError,
+    OperationFailedError,
+    OrinAPIError,
+    OrinClientError,
+    OrinConnectionError,
+    OrinTimeoutError,
+    ServerError,
+    ValidationError,
+)
+from orin_console.client.inference import InferenceAPI, TextStream
+from orin_console.client.types import (
+    AddRefusal,
+    AddResult,
+    BatchFailure,
+    BatchItem,
+    GenerationResult,
+    Health,
+    ModelInfo,
+    ModelStats,
+    Operation,
+    PlanVerdict,
+    Routed,
+    ServerEvent,
+    Suggestion,
+    SystemStatus,
+    TierInfo,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL", "AddRefusal", "AddResult", "AdmissionRefusedError", "AuthenticationError", "BatchFailure",
+    "BatchItem", "BusyError", "GenerationResult", "Health", "InferenceAPI", "ModelInfo", "ModelStats", "ModelsAPI",
+    "NotFoundError", "Operation", "OperationFailedError", "OrinAPIError", "OrinClient", "OrinClientError",
+    "OrinConnectionError", "OrinTimeoutError", "PlanVerdict", "Routed", "ServerError", "ServerEvent", "Suggestion",
+    "SystemAPI", "SystemStatus", "TextStream", "TierInfo", "ValidationError",
+]

@@ -1,0 +1,262 @@
+"""``OrinClient``: the async SDK's entry point, and its ``system`` and ``models`` groups."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from orin_console.client._http import Http, iter_events, sdk_version
+from orin_console.client.errors import OperationFailedError, OrinClientError, OrinTimeoutError, api_error
+from orin_console.client.inference import InferenceAPI
+from orin_console.client.types import (
+    AddResult,
+    Health,
+    ModelInfo,
+    ModelStats,
+    Operation,
+    PlanVerdict,
+    ServerEvent,
+    SystemStatus,
+)
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=5.0)
+"""Five seconds to connect; five minutes for an answer (a generation may wait for a load)."""
+
+
+def _id(model_id: str) -> str:
+    if not isinstance(model_id, str) or not model_id:
+        raise TypeError(f"a model id must be a non-empty str, not {model_id!r}")
+    return quote(model_id, safe="")
+
+
+def _tier(tier: Any, *, required: bool = False) -> str | None:
+    if tier is None and not required:
+        return None
+    if not isinstance(tier, str):
+        raise TypeError(f"tier must be a str (\"ram\" or \"swap\"), not {type(tier).__name__}")
+    return tier
+
+
+class SystemAPI:
+    """The server and the machine: ``client.system``."""
+
+    def __init__(self, http: Http) -> None:
+        self._http = http
+
+    async def health(self) -> Health:
+        """``GET /system/health``: the server is up (needs no token)."""
+        return Health.from_dict(await self._http.request("GET", "/system/health"))
+
+    async def get_system_status(self) -> SystemStatus:
+        """``GET /system/status``: models (``status["models"]["total"]``, loaded per tier,
+        states), tier budgets, memory, telemetry, uptime."""
+        return SystemStatus.from_dict(await self._http.request("GET", "/system/status"))
+
+    status = get_system_status
+
+
+class ModelsAPI:
+    """The catalog and the models' life cycle: ``client.models``.
+
+    ``load``, ``move`` and ``unload`` start an operation on the server and return it; with
+    ``wait=True`` (the default) they follow it (``GET /operations/{id}``) until it ends and
+    raise :class:`~orin_console.client.errors.OperationFailedError` when it fails.
+    """
+
+    def __init__(self, http: Http, *, poll_interval: float = 0.05) -> None:
+        self._http = http
+        self._poll = poll_interval
+
+    async def list(self) -> list[ModelInfo]:
+        """``GET /models/list``: every catalog model and its state."""
+        answer = await self._http.request("GET", "/models/list")
+        models = answer.get("models") if isinstance(answer, Mapping) else answer
+        return [ModelInfo.from_dict(m) for m in models or [] if isinstance(m, Mapping)]
+
+    async def get(self, model_id: str) -> ModelInfo:
+        """``GET /models/{id}``; :class:`~orin_console.client.errors.NotFoundError` if unknown."""
+        return ModelInfo.from_dict(await self._http.request("GET", f"/models/{_id(model_id)}"))
+
+    async def add(self, path: str, *, id: str | None = None, tasks: Iterable[str] | None = None,
+                  tier: str | None = None, context: int | None = None) -> AddResult:
+        """``POST /models/add``: add a GGUF file (or every GGUF in a folder) to the catalog. The
+        server takes files only from its configured model folders.
+
+        Args:
+            path: the file or folder, as the server sees it.
+            id: the catalog id (default: from the file name).
+            tasks: what it is for (``["chat"]``, ``["code"]``...).
+            tier: its preferred tier.
+            context: its context size, tokens.
+        """
+        if not isinstance(path, str):
+            raise TypeError(f"path must be a str (a path on the server), not {type(path).__name__}")
+        body: dict[str, Any] = {"path": path}
+        if id is not None:
+            body["id"] = id
+        if tasks is not None:
+            if isinstance(tasks, str):
+                raise TypeError("tasks must be a list of str, e.g. [\"chat\"]")
+            body["tasks"] = list(tasks)
+        if tier is not None:
+            body["tier"] = _tier(tier)
+        if context is not None:
+            if not isinstance(context, int) or isinstance(context, bool):
+                raise TypeError(f"context must be an int, not {type(context).__name__}")
+            body["context"] = context
+        return AddResult.from_dict(await self._http.request("POST", "/models/add", json_body=body))
+
+    async def load(self, model_id: str, tier: str | None = None, *, wait: bool = True,
+                   timeout: float | None = None) -> Operation:
+        """``POST /models/{id}/load`` into ``tier`` (default: its preferred tier). A refusal
+        is an :class:`~orin_console.client.errors.AdmissionRefusedError` with the reasons."""
+        body = {"tier": _tier(tier)} if tier is not None else {}
+        return await self._start(f"/models/{_id(model_id)}/load", body, wait, timeout)
+
+    async def move(self, model_id: str, tier: str, *, wait: bool = True, timeout: float | None = None) -> Operation:
+        """``POST /models/{id}/move`` to ``tier`` (the old runner serves until the new one is ready)."""
+        return await self._start(f"/models/{_id(model_id)}/move", {"tier": _tier(tier, required=True)}, wait, timeout)
+
+    async def unload(self, model_id: str, *, wait: bool = True, timeout: float | None = None) -> Operation:
+        """``POST /models/{id}/unload``: stop its runner."""
+        return await self._start(f"/models/{_id(model_id)}/unload", {}, wait, timeout)
+
+    async def pin(self, model_id: str, pinned: bool = True) -> ModelInfo:
+        """``POST /models/{id}/pin``: the placement plan keeps it where it is (``pinned=False``
+        releases it)."""
+        if not isinstance(pinned, bool):
+            raise TypeError(f"pinned must be a bool, not {type(pinned).__name__}")
+        return ModelInfo.from_dict(await self._http.request("POST", f"/models/{_id(model_id)}/pin",
+                                                            json_body={"pinned": pinned}))
+
+    async def plan(self, model_id: str, tier: str | None = None) -> PlanVerdict:
+        """``GET /models/{id}/plan``: would a load into ``tier`` fit? A dry run, itemised (a
+        verdict that it would not fit is an answer, not an error)."""
+        params = {"tier": _tier(tier)} if tier is not None else None
+        return PlanVerdict.from_dict(await self._http.request("GET", f"/models/{_id(model_id)}/plan", params=params))
+
+    async def stats(self, model_id: str) -> ModelStats:
+        """``GET /models/{id}/stats``: its usage figures."""
+        return ModelStats.from_dict(await self._http.request("GET", f"/models/{_id(model_id)}/stats"))
+
+    async def operation(self, operation_id: str) -> Operation:
+        """``GET /operations/{id}``: a load, move or unload as it stands."""
+        answer = await self._http.request("GET", f"/operations/{_id(operation_id)}")
+        return _operation(answer)
+
+    async def wait(self, operation: Operation, *, timeout: float | None = None) -> Operation:
+        """Follow ``operation`` until it ends; the final operation, or
+        :class:`~orin_console.client.errors.OperationFailedError`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = self._poll
+        while not operation.done:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise OrinTimeoutError(self._http.url(f"/operations/{operation.id}"),
+                                       f"{operation.action} {operation.model_id} still running after {timeout} s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+            operation = await self.operation(operation.id)
+        if not operation.ok:
+            raise OperationFailedError(operation)
+        return operation
+
+    async def _start(self, path: str, body: dict[str, Any], wait: bool, timeout: float | None) -> Operation:
+        operation = _operation(await self._http.request("POST", path, json_body=body))
+        return await self.wait(operation, timeout=timeout) if wait else operation
+
+
+def _operation(answer: Any) -> Operation:
+    """An operation from ``{"operation": {...}}`` (or the bare object)."""
+    if isinstance(answer, Mapping) and isinstance(answer.get("operation"), Mapping):
+        return Operation.from_dict(answer["operation"])
+    if isinstance(answer, Mapping):
+        return Operation.from_dict(answer)
+    raise OrinClientError(f"unexpected answer for an operation: {type(answer).__name__}")
+
+
+class OrinClient:
+    """The async client of an Orin Console server.
+
+    ::
+
+        async with OrinClient() as client:
+            result = await client.inference.quick_generate("The future of AI is", max_tokens=50)
+
+    Args:
+        base_url: the server (``orin-console serve`` binds ``http://127.0.0.1:8000`` by default).
+        token: the bearer token the server was started with (needed off loopback).
+        timeout: seconds (or an ``httpx.Timeout``) for connecting and for each answer; streams
+            allow this long between two pieces. The event feed (:meth:`events`) waits forever.
+        transport: an httpx transport to use instead of the network (tests:
+            ``httpx.MockTransport``).
+        headers: extra headers sent with every request.
+    """
+
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, token: str | None = None,
+                 timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+                 transport: httpx.AsyncBaseTransport | None = None, headers: Mapping[str, str] | None = None) -> None:
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http:// or https:// URL, not {base_url!r}")
+        if token is not None and (not isinstance(token, str) or not token):
+            raise TypeError("token must be a non-empty str (or None)")
+        all_headers = {"User-Agent": f"orin-console-sdk/{sdk_version()}", "Accept": "application/json",
+                       **(headers or {})}
+        if token is not None:
+            all_headers["Authorization"] = f"Bearer {token}"
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.AsyncClient(base_url=self.base_url, headers=all_headers,
+                                         timeout=timeout, transport=transport)
+        self._http = Http(self._client, self.base_url)
+        self.inference = InferenceAPI(self._http)
+        """Generation: quick_generate, generate, chat, batch, stream."""
+        self.system = SystemAPI(self._http)
+        """The server: health, get_system_status."""
+        self.models = ModelsAPI(self._http)
+        """The catalog and the models' life cycle: list, get, add, load, move, unload, pin, plan, stats."""
+
+    async def __aenter__(self) -> OrinClient:
+        await self._client.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self._client.__aexit__(exc_type, exc, tb)
+
+    async def aclose(self) -> None:
+        """Close the connections (``async with`` does it)."""
+        await self._client.aclose()
+
+    def __repr__(self) -> str:
+        return f"OrinClient({self.base_url!r})"
+
+    async def events(self, kinds: str | Iterable[str] | None = None, *,
+                     snapshot: bool = False) -> AsyncIterator[ServerEvent]:
+        """The core's events as they happen (``GET /events``), until the loop is left or the
+        server stops.
+
+        Args:
+            kinds: event class names to receive (``"ModelStateChanged"``, ``["LoadProgress",
+                "TierUsageChanged"]``...); None: all.
+            snapshot: first a ``Snapshot`` event with the whole state.
+        """
+        params: dict[str, str] = {}
+        if kinds is not None:
+            names = [kinds] if isinstance(kinds, str) else list(kinds)
+            if not all(isinstance(k, str) and k for k in names):
+                raise TypeError("kinds must be event class names (str)")
+            params["kinds"] = ",".join(names)
+        if snapshot:
+            params["snapshot"] = "1"
+        timeout = httpx.Timeout(None, connect=self._client.timeout.connect)
+        async with self._http.sse("GET", "/events", params=params or None, timeout=timeout) as source:
+            async for name, data in iter_events(source, "/events", self._http):
+                if name == "error":  # the server is shutting down (or the feed failed)
+                    raise api_error(None, data, fallback="the event feed failed")
+                yield ServerEvent.of(name, data if isinstance(data, Mapping) else {"data": data})

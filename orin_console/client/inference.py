@@ -1,0 +1,222 @@
+"""``client.inference``: quick_generate, generate, chat, batch and stream.
+
+The server chooses the model unless ``model=`` names one; ranges (``max_tokens``,
+``temperature``...) are the server's to check. The SDK checks only types, where a mistake would
+otherwise reach the server as something else (a string prompt is not a list of messages).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from orin_console.client._http import Http, iter_events
+from orin_console.client.errors import OrinClientError, api_error
+from orin_console.client.types import BatchItem, GenerationResult, Routed, batch_item
+
+Message = Mapping[str, str]
+"""A chat message: ``{"role": "user" | "system" | "assistant", "content": "..."}``."""
+
+Messages = str | Sequence[Message]
+"""A chat: one user message as text, or a list of messages."""
+
+
+def _check_prompt(prompt: Any) -> str:
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, not {type(prompt).__name__}")
+    return prompt
+
+
+def _messages(messages: Any) -> list[dict[str, str]]:
+    """Chat messages as the API takes them (a string is one user message)."""
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    if not isinstance(messages, Sequence) or isinstance(messages, bytes | bytearray):
+        raise TypeError("messages must be a str or a list of {'role', 'content'} dicts, "
+                        f"not {type(messages).__name__}")
+    out = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise TypeError(f"messages[{i}] must be a dict with 'role' and 'content', not {type(message).__name__}")
+        role, content = message.get("role"), message.get("content")
+        if not isinstance(role, str) or not isinstance(content, str):
+            raise TypeError(f"messages[{i}] needs 'role' and 'content' strings")
+        out.append({"role": role, "content": content})
+    return out
+
+
+_NUMBER = (int, float)
+
+
+def _params(**given: Any) -> dict[str, Any]:
+    """The generation parameters that were given (None: the server's default), types checked."""
+    out: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name in ("max_tokens", "seed") and (not isinstance(value, int) or isinstance(value, bool)):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        if name in ("temperature", "top_p") and (not isinstance(value, _NUMBER) or isinstance(value, bool)):
+            raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+        if name in ("mode", "model") and not isinstance(value, str):
+            raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+        if name == "stop":
+            if isinstance(value, str):
+                value = [value]
+            elif not isinstance(value, Sequence) or not all(isinstance(s, str) for s in value):
+                raise TypeError("stop must be a str or a list of str")
+            value = list(value)
+        if name == "preferred":
+            if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(s, str) for s in value):
+                raise TypeError("preferred must be a list of model ids")
+            value = list(value)
+        out[name] = value
+    return out
+
+
+class TextStream:
+    """A streamed generation: iterate it for the text as it is written.
+
+    ``async for piece in client.inference.stream(prompt=...)`` yields each piece of text
+    (``str``). :attr:`routed` is set once the server has chosen the model, :attr:`result` when
+    the stream ends (the same :class:`GenerationResult` a non-streamed call returns). An
+    ``error`` event is raised as the server's error (``ShuttingDown`` as a
+    :class:`~orin_console.client.errors.ServerError`). Leaving the loop early closes the
+    connection, which cancels the generation on the server; ``async with`` (or
+    :meth:`aclose`) does it at once.
+    """
+
+    def __init__(self, http: Http, path: str, body: dict[str, Any]) -> None:
+        self._http = http
+        self._path = path
+        self._body = body
+        self._iterator: AsyncIterator[str] | None = None
+        self.routed: Routed | None = None
+        """Where the request went (the ``routed`` event), once it has arrived."""
+        self.result: GenerationResult | None = None
+        """The finished generation (the ``done`` event), once the stream has ended."""
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        if self._iterator is None:
+            self._iterator = self._run()
+        return self._iterator
+
+    async def __anext__(self) -> str:
+        return await self.__aiter__().__anext__()
+
+    async def text(self) -> str:
+        """Read the whole stream; the text."""
+        return "".join([piece async for piece in self])
+
+    async def aclose(self) -> None:
+        """Stop reading and close the connection (the server cancels the generation)."""
+        if self._iterator is not None:
+            await self._iterator.aclose()  # type: ignore[attr-defined]
+
+    async def __aenter__(self) -> TextStream:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def _run(self) -> AsyncIterator[str]:
+        async with self._http.sse("POST", self._path, json_body=self._body) as source:
+            async for name, data in iter_events(source, self._path, self._http):
+                if name == "token":
+                    text = data.get("text") if isinstance(data, Mapping) else None
+                    if text:
+                        yield str(text)
+                elif name == "routed" and isinstance(data, Mapping):
+                    self.routed = Routed.from_dict(data)
+                elif name == "done" and isinstance(data, Mapping):
+                    self.result = GenerationResult.from_dict(data)
+                    return
+                elif name == "error":
+                    raise api_error(None, data, fallback=f"the stream of {self._path} failed")
+        if self.result is None:
+            raise OrinClientError(f"the stream of {self._http.url(self._path)} ended without a done event "
+                                  "(the server stopped mid-answer)")
+
+
+class InferenceAPI:
+    """Generation: ``client.inference``."""
+
+    def __init__(self, http: Http) -> None:
+        self._http = http
+
+    async def quick_generate(self, prompt: str, *, max_tokens: int | None = None, temperature: float | None = None,
+                             mode: str | None = None, model: str | None = None) -> GenerationResult:
+        """The seed's one-call generation (``POST /quick/generate``): the server picks the model
+        for ``prompt`` unless ``model`` names one."""
+        body = {"prompt": _check_prompt(prompt),
+                **_params(max_tokens=max_tokens, temperature=temperature, mode=mode, model=model)}
+        return GenerationResult.from_dict(await self._http.request("POST", "/quick/generate", json_body=body))
+
+    async def generate(self, prompt: str, *, max_tokens: int | None = None, temperature: float | None = None,
+                       top_p: float | None = None, seed: int | None = None, stop: str | Sequence[str] | None = None,
+                       mode: str | None = None, model: str | None = None,
+                       preferred: Sequence[str] | None = None) -> GenerationResult:
+        """A completion of ``prompt`` with every generation parameter (``POST /generate``).
+
+        Args:
+            prompt: the text to continue.
+            max_tokens: the most tokens to write.
+            temperature: sampling temperature (0: greedy).
+            top_p: nucleus sampling.
+            seed: the sampler's seed, for repeatable answers.
+            stop: a string, or strings, that end the answer.
+            mode: ``auto`` (the server picks), ``manual`` (``model`` must be given) or ``hybrid``.
+            model: a catalog id to use.
+            preferred: catalog ids to favour (hybrid mode).
+        """
+        body = {"prompt": _check_prompt(prompt),
+                **_params(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop,
+                          mode=mode, model=model, preferred=preferred)}
+        return GenerationResult.from_dict(await self._http.request("POST", "/generate", json_body=body))
+
+    async def chat(self, messages: Messages, *, max_tokens: int | None = None, temperature: float | None = None,
+                   top_p: float | None = None, seed: int | None = None, stop: str | Sequence[str] | None = None,
+                   mode: str | None = None, model: str | None = None,
+                   preferred: Sequence[str] | None = None) -> GenerationResult:
+        """A chat answer (``POST /chat``): ``messages`` is one user message as text, or a list of
+        ``{"role", "content"}`` dicts. Parameters as :meth:`generate`."""
+        body = {"messages": _messages(messages),
+                **_params(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop,
+                          mode=mode, model=model, preferred=preferred)}
+        return GenerationResult.from_dict(await self._http.request("POST", "/chat", json_body=body))
+
+    async def batch(self, items: Sequence[str | Sequence[Message]], *, max_tokens: int | None = None,
+                    temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
+                    stop: str | Sequence[str] | None = None, mode: str | None = None, model: str | None = None,
+                    preferred: Sequence[str] | None = None) -> list[BatchItem]:
+        """Several generations in one request (``POST /batch``): each item a prompt (text) or a
+        list of chat messages. One answer per item, in order: a :class:`GenerationResult`, or a
+        :class:`BatchFailure` when that item failed (check ``item.ok``); the rest still run."""
+        if isinstance(items, str) or not isinstance(items, Sequence):
+            raise TypeError("items must be a list of prompts (str) or of message lists")
+        payload: list[Any] = [item if isinstance(item, str) else _messages(item) for item in items]
+        body = {"items": payload,
+                **_params(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop,
+                          mode=mode, model=model, preferred=preferred)}
+        answer = await self._http.request("POST", "/batch", json_body=body)
+        members = answer.get("results", answer.get("items")) if isinstance(answer, Mapping) else answer
+        if not isinstance(members, list):
+            raise OrinClientError(f"unexpected answer from POST /batch: {type(answer).__name__}")
+        return [batch_item(m) for m in members if isinstance(m, Mapping)]
+
+    def stream(self, prompt: str | None = None, *, messages: Messages | None = None, max_tokens: int | None = None,
+               temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
+               stop: str | Sequence[str] | None = None, mode: str | None = None, model: str | None = None,
+               preferred: Sequence[str] | None = None) -> TextStream:
+        """A streamed generation: ``prompt=`` (``POST /generate``) or ``messages=`` (``POST
+        /chat``), with ``"stream": true``. Iterate the returned :class:`TextStream` for the text;
+        nothing is sent until the first iteration."""
+        if (prompt is None) == (messages is None):
+            raise TypeError("stream() takes prompt= or messages=, exactly one of them")
+        params = _params(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop,
+                         mode=mode, model=model, preferred=preferred)
+        if prompt is not None:
+            return TextStream(self._http, "/generate", {"prompt": _check_prompt(prompt), **params, "stream": True})
+        return TextStream(self._http, "/chat", {"messages": _messages(messages), **params, "stream": True})
