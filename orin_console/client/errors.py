@@ -57,8 +57,8 @@ class OrinAPIError(OrinClientError):
     """The server answered with an error.
 
     Attributes:
-        status: the HTTP status (None for an error that arrived inside a stream, after the
-            200 had been sent).
+        status: the HTTP status (for an error that arrived inside a stream, after the 200 had
+            been sent: the status the server gives it, or None).
         type: the server's error type (``AdmissionRefused``, ``ModelBusy``, ``ValidationError``...).
         message: the server's message, in the operator's words.
         field: the request field at fault, for a validation error.
@@ -171,6 +171,7 @@ _BY_TYPE: dict[str, type[OrinAPIError]] = {
     "SelectionError": NotFoundError,
     "UnknownModel": NotFoundError,
     "NotFound": NotFoundError,
+    "ShuttingDown": ServerError,
 }
 
 
@@ -196,6 +197,9 @@ def api_error(status: int | None, payload: Any, *, fallback: str = "") -> OrinAP
         kind, message, field, body = "Error", error, None, {"message": error}
     else:
         kind, message, field, body = "HTTPError", fallback or "the server's answer carried no error object", None, {}
+    if status is None and isinstance(error, Mapping):  # a stream's error event says its status
+        embedded = error.get("status")
+        status = embedded if isinstance(embedded, int) and not isinstance(embedded, bool) else None
     cls = error_class(status, kind)
     return cls(status, kind, message, str(field) if field is not None else None, body)
 

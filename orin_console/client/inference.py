@@ -59,7 +59,7 @@ def _params(**given: Any) -> dict[str, Any]:
             raise TypeError(f"{name} must be an int, not {type(value).__name__}")
         if name in ("temperature", "top_p") and (not isinstance(value, _NUMBER) or isinstance(value, bool)):
             raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-        if name in ("mode", "model") and not isinstance(value, str):
+        if name in ("mode", "model", "request_id") and not isinstance(value, str):
             raise TypeError(f"{name} must be a str, not {type(value).__name__}")
         if name == "stop":
             if isinstance(value, str):
@@ -67,11 +67,9 @@ def _params(**given: Any) -> dict[str, Any]:
             elif not isinstance(value, Sequence) or not all(isinstance(s, str) for s in value):
                 raise TypeError("stop must be a str or a list of str")
             value = list(value)
-        if name == "preferred":
-            if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(s, str) for s in value):
-                raise TypeError("preferred must be a list of model ids")
-            value = list(value)
         out[name] = value
+    if "model" in out and "mode" not in out:
+        out["mode"] = "manual"  # naming a model means using it (the server's auto mode ignores it)
     return out
 
 
@@ -157,7 +155,7 @@ class InferenceAPI:
     async def generate(self, prompt: str, *, max_tokens: int | None = None, temperature: float | None = None,
                        top_p: float | None = None, seed: int | None = None, stop: str | Sequence[str] | None = None,
                        mode: str | None = None, model: str | None = None,
-                       preferred: Sequence[str] | None = None) -> GenerationResult:
+                       request_id: str | None = None) -> GenerationResult:
         """A completion of ``prompt`` with every generation parameter (``POST /generate``).
 
         Args:
@@ -167,30 +165,32 @@ class InferenceAPI:
             top_p: nucleus sampling.
             seed: the sampler's seed, for repeatable answers.
             stop: a string, or strings, that end the answer.
-            mode: ``auto`` (the server picks), ``manual`` (``model`` must be given) or ``hybrid``.
-            model: a catalog id to use.
-            preferred: catalog ids to favour (hybrid mode).
+            mode: ``auto`` (the server picks), ``manual`` (use ``model``) or ``hybrid`` (prefer
+                ``model`` when it is loaded and fits). Default: ``manual`` when ``model`` is
+                given, else ``auto``.
+            model: a catalog id.
+            request_id: your id for the request (its events on ``/events`` carry it).
         """
         body = {"prompt": _check_prompt(prompt),
                 **_params(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop,
-                          mode=mode, model=model, preferred=preferred)}
+                          mode=mode, model=model, request_id=request_id)}
         return GenerationResult.from_dict(await self._http.request("POST", "/generate", json_body=body))
 
     async def chat(self, messages: Messages, *, max_tokens: int | None = None, temperature: float | None = None,
                    top_p: float | None = None, seed: int | None = None, stop: str | Sequence[str] | None = None,
                    mode: str | None = None, model: str | None = None,
-                   preferred: Sequence[str] | None = None) -> GenerationResult:
+                   request_id: str | None = None) -> GenerationResult:
         """A chat answer (``POST /chat``): ``messages`` is one user message as text, or a list of
         ``{"role", "content"}`` dicts. Parameters as :meth:`generate`."""
         body = {"messages": _messages(messages),
                 **_params(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop,
-                          mode=mode, model=model, preferred=preferred)}
+                          mode=mode, model=model, request_id=request_id)}
         return GenerationResult.from_dict(await self._http.request("POST", "/chat", json_body=body))
 
     async def batch(self, items: Sequence[str | Sequence[Message]], *, max_tokens: int | None = None,
                     temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
-                    stop: str | Sequence[str] | None = None, mode: str | None = None, model: str | None = None,
-                    preferred: Sequence[str] | None = None) -> list[BatchItem]:
+                    stop: str | Sequence[str] | None = None, mode: str | None = None,
+                    model: str | None = None) -> list[BatchItem]:
         """Several generations in one request (``POST /batch``): each item a prompt (text) or a
         list of chat messages. One answer per item, in order: a :class:`GenerationResult`, or a
         :class:`BatchFailure` when that item failed (check ``item.ok``); the rest still run."""
@@ -199,7 +199,7 @@ class InferenceAPI:
         payload: list[Any] = [item if isinstance(item, str) else _messages(item) for item in items]
         body = {"items": payload,
                 **_params(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop,
-                          mode=mode, model=model, preferred=preferred)}
+                          mode=mode, model=model)}
         answer = await self._http.request("POST", "/batch", json_body=body)
         members = answer.get("results", answer.get("items")) if isinstance(answer, Mapping) else answer
         if not isinstance(members, list):
@@ -209,14 +209,14 @@ class InferenceAPI:
     def stream(self, prompt: str | None = None, *, messages: Messages | None = None, max_tokens: int | None = None,
                temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
                stop: str | Sequence[str] | None = None, mode: str | None = None, model: str | None = None,
-               preferred: Sequence[str] | None = None) -> TextStream:
+               request_id: str | None = None) -> TextStream:
         """A streamed generation: ``prompt=`` (``POST /generate``) or ``messages=`` (``POST
         /chat``), with ``"stream": true``. Iterate the returned :class:`TextStream` for the text;
         nothing is sent until the first iteration."""
         if (prompt is None) == (messages is None):
             raise TypeError("stream() takes prompt= or messages=, exactly one of them")
         params = _params(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop,
-                         mode=mode, model=model, preferred=preferred)
+                         mode=mode, model=model, request_id=request_id)
         if prompt is not None:
             return TextStream(self._http, "/generate", {"prompt": _check_prompt(prompt), **params, "stream": True})
         return TextStream(self._http, "/chat", {"messages": _messages(messages), **params, "stream": True})

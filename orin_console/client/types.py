@@ -442,8 +442,9 @@ BatchItem = GenerationResult | BatchFailure
 
 
 def batch_item(data: Mapping[str, Any]) -> BatchItem:
-    """A batch answer's member: a failure when it carries an ``error`` and no ``text``."""
-    if "error" in data and data.get("error") is not None and "text" not in data:
+    """A batch answer's member: ``ok: false`` (or an ``error`` and no ``text``) is a failure."""
+    ok = data.get("ok")
+    if ok is False or (ok is None and data.get("error") is not None and "text" not in data):
         return BatchFailure.from_dict(data)
     return GenerationResult.from_dict(data)
 
