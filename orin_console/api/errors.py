@@ -64,7 +64,8 @@ def error_body(kind: str, message: str, field: str | None = None, **extra: Any) 
 
 
 def _field_of(loc: Sequence[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    # only the first item is where the value came from: a body field may be called "path"
+    parts = [str(p) for p in (loc[1:] if loc and loc[0] in ("body", "query", "path", "header", "cookie") else loc)]
     return ".".join(parts) or "body"
 
 
