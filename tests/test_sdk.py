@@ -29,6 +29,7 @@ from orin_console.client import (
     OrinClientError,
     OrinConnectionError,
     OrinTimeoutError,
+    PermissionDeniedError,
     ServerError,
     ValidationError,
 )
@@ -273,6 +274,7 @@ def test_waiting_for_an_operation_can_time_out() -> None:
 
 @pytest.mark.parametrize(("status", "kind", "cls"), [
     (401, "Unauthorized", AuthenticationError),
+    (403, "PathNotAllowed", PermissionDeniedError),
     (404, "SelectionError", NotFoundError),
     (409, "AdmissionRefused", AdmissionRefusedError),
     (422, "ValidationError", ValidationError),

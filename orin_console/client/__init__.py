@@ -22,6 +22,7 @@ from orin_console.client.errors import (
     OrinClientError,
     OrinConnectionError,
     OrinTimeoutError,
+    PermissionDeniedError,
     ServerError,
     ValidationError,
 )
@@ -48,6 +49,6 @@ __all__ = [
     "DEFAULT_BASE_URL", "AddRefusal", "AddResult", "AdmissionRefusedError", "AuthenticationError", "BatchFailure",
     "BatchItem", "BusyError", "GenerationResult", "Health", "InferenceAPI", "ModelInfo", "ModelStats", "ModelsAPI",
     "NotFoundError", "Operation", "OperationFailedError", "OrinAPIError", "OrinClient", "OrinClientError",
-    "OrinConnectionError", "OrinTimeoutError", "PlanVerdict", "Routed", "ServerError", "ServerEvent", "Suggestion",
-    "SystemAPI", "SystemStatus", "TextStream", "TierInfo", "ValidationError",
+    "OrinConnectionError", "OrinTimeoutError", "PermissionDeniedError", "PlanVerdict", "Routed", "ServerError",
+    "ServerEvent", "Suggestion", "SystemAPI", "SystemStatus", "TextStream", "TierInfo", "ValidationError",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
@@ -26,6 +27,10 @@ from orin_console.client.types import (
 )
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+URL_VARIABLE = "ORIN_API_URL"
+"""The server's URL when ``base_url`` is not given (else :data:`DEFAULT_BASE_URL`)."""
+TOKEN_VARIABLE = "ORIN_TOKEN"
+"""The bearer token when ``token`` is not given (the variable ``orin-console serve`` reads too)."""
 DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=5.0)
 """Five seconds to connect; five minutes for an answer (a generation may wait for a load)."""
 
@@ -190,8 +195,10 @@ class OrinClient:
             result = await client.inference.quick_generate("The future of AI is", max_tokens=50)
 
     Args:
-        base_url: the server (``orin-console serve`` binds ``http://127.0.0.1:8000`` by default).
-        token: the bearer token the server was started with (needed off loopback).
+        base_url: the server; default: ``$ORIN_API_URL``, else ``http://127.0.0.1:8000`` (where
+            ``orin-console serve`` listens by default).
+        token: the bearer token the server was started with (needed off loopback); default:
+            ``$ORIN_TOKEN``, else none.
         timeout: seconds (or an ``httpx.Timeout``) for connecting and for each answer; streams
             allow this long between two pieces. The event feed (:meth:`events`) waits forever.
         transport: an httpx transport to use instead of the network (tests:
@@ -199,9 +206,13 @@ class OrinClient:
         headers: extra headers sent with every request.
     """
 
-    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, token: str | None = None,
+    def __init__(self, base_url: str | None = None, *, token: str | None = None,
                  timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
                  transport: httpx.AsyncBaseTransport | None = None, headers: Mapping[str, str] | None = None) -> None:
+        if base_url is None:
+            base_url = os.environ.get(URL_VARIABLE) or DEFAULT_BASE_URL
+        if token is None:
+            token = os.environ.get(TOKEN_VARIABLE) or None
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http:// or https:// URL, not {base_url!r}")
         if token is not None and (not isinstance(token, str) or not token):

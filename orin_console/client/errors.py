@@ -9,6 +9,7 @@ exactly what it can act on::
     │   └── OrinTimeoutError        it did not answer in time
     └── OrinAPIError                the server answered with an error (status, type, message, field)
         ├── AuthenticationError     401: no token, or the wrong one
+        ├── PermissionDeniedError   403: a path outside the server's model folders
         ├── NotFoundError           404: unknown model, or no model can serve the request
         ├── AdmissionRefusedError   409: the model would not fit (reasons, suggestions)
         ├── ValidationError         422: a bad argument (field names it)
@@ -87,6 +88,11 @@ class AuthenticationError(OrinAPIError):
     """401: the server needs ``Authorization: Bearer <token>`` (``OrinClient(token=...)``)."""
 
 
+class PermissionDeniedError(OrinAPIError):
+    """403: the server refuses this on principle (``models.add`` of a file outside its
+    configured model folders)."""
+
+
 class NotFoundError(OrinAPIError):
     """404: an unknown model or operation, or no model can serve the request."""
 
@@ -137,15 +143,31 @@ class OperationFailedError(OrinAPIError):
     def __init__(self, operation: Operation) -> None:
         self.operation = operation
         error = operation.error
+        status: int | None = None
         if isinstance(error, Mapping):
             body = dict(error)
             kind = str(error.get("type") or "OperationFailed")
             message = str(error.get("message") or operation.state)
+            embedded = error.get("status")
+            status = embedded if isinstance(embedded, int) and not isinstance(embedded, bool) else None
         else:
             body = {"message": error} if error else {}
             kind = "OperationCancelled" if operation.state == "cancelled" else "OperationFailed"
             message = str(error) if error else f"the operation was {operation.state}"
-        super().__init__(None, kind, f"{operation.action} {operation.model_id}: {message}", None, body)
+        super().__init__(status, kind, f"{operation.action} {operation.model_id}: {message}", None, body)
+
+    def _describe(self) -> str:
+        return f"{self.type} (operation {self.operation.id}, {self.operation.state}): {self.message}"
+
+    @property
+    def reasons(self) -> list[str]:
+        """An admission refusal's reasons, when the load was refused when it ran."""
+        return _strings(self.body.get("reasons"))
+
+    @property
+    def suggestions(self) -> list[str]:
+        """An admission refusal's suggestions, when the load was refused when it ran."""
+        return _strings(self.body.get("suggestions"))
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (self.__class__, (self.operation,))
@@ -153,6 +175,7 @@ class OperationFailedError(OrinAPIError):
 
 _BY_STATUS: dict[int, type[OrinAPIError]] = {
     401: AuthenticationError,
+    403: PermissionDeniedError,
     404: NotFoundError,
     409: AdmissionRefusedError,
     422: ValidationError,
