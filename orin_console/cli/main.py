@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Subcommand modules added by later work register themselves through this list.
-_OPTIONAL_COMMANDS: tuple[str, ...] = ("telemetry", "run", "plan")
+_OPTIONAL_COMMANDS: tuple[str, ...] = ("telemetry", "run", "plan", "serve")
 
 
 def _import_optional(name: str) -> Any:

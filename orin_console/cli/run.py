@@ -28,6 +28,7 @@ from orin_console.core.engine.selection import MODES, Mode
 from orin_console.core.engine.types import EngineError, GenerationParams, Result
 from orin_console.core.events.bus import Event, EventBus
 from orin_console.core.events.kinds import LoadProgress
+from orin_console.core.instance import hold_instance
 from orin_console.core.lifecycle import ConsoleTerminated
 from orin_console.core.manager.types import ModelBusy, ModelUnavailable
 from orin_console.core.memory.admission import AdmissionRefused
@@ -117,7 +118,8 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     params = _params(args)  # bad parameters fail before anything starts
     streamed = not (args.no_stream or args.json)
-    with create_core(ctx.settings, telemetry=False, optimiser=False, watch_interval_s=0) as core:
+    with hold_instance(ctx.settings.state_dir, "run"), \
+            create_core(ctx.settings, telemetry=False, optimiser=False, watch_interval_s=0) as core:
         manager, engine = core.manager, core.engine
         stream = engine.stream_quick(
             prompt, mode=mode, model=args.model if mode == "manual" else None,
