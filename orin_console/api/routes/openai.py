@@ -46,6 +46,7 @@ from orin_console.api.errors import status_for
 from orin_console.api.routes.events import shutdown_of
 from orin_console.api.security import BodyTooLarge
 from orin_console.core.engine.aio import AsyncEngineStream, astream_chat, astream_quick
+from orin_console.core.engine.selection import SelectionError
 from orin_console.core.engine.types import ParameterError, Result
 from orin_console.core.errors import OrinError
 from orin_console.core.text import sanitize
@@ -112,10 +113,13 @@ def _snake(name: str) -> str:
 
 def from_core(exc: OrinError, *, renamed: Mapping[str, str] | None = None) -> OpenAIError:
     """A core error as an OpenAI error: the seed's status (422 becomes OpenAI's 400), the
-    error class as the code, a :class:`ParameterError`'s field as ``param``."""
+    error class as the code, a :class:`ParameterError`'s field as ``param``; a selection
+    error is a 409 here, like admission's refusal)."""
     status = status_for(exc)
     if status == 422:
         status = 400
+    elif isinstance(exc, SelectionError):
+        status = 409  # unknown ids are caught first (404 model_not_found): the model exists but cannot be admitted
     param = exc.field if isinstance(exc, ParameterError) else None
     if param is not None and renamed:
         param = renamed.get(param, param)
