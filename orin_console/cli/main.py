@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="catalog file (default: the catalog_path setting, models.toml)",
     )
+    parser.epilog = "Without a command, opens the console (needs a terminal)."
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     models_cmd.register(sub)
     for name in _OPTIONAL_COMMANDS:
@@ -96,9 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
-    if args.command is None:
-        parser.print_help()
-        return 0
+    if args.command is None:  # no command: open the console
+        from orin_console.cli import console as console_cmd
+
+        args.func = console_cmd.run
     try:
         with terminate_on_signals():
             overrides = {"catalog_path": args.catalog} if args.catalog else {}

@@ -36,6 +36,14 @@ from orin_console.core.units import GB, MB
 
 TelemetrySourceName = Literal["auto", "jtop", "nvml", "psutil"]
 
+CONSOLE_BINDING_IDS: tuple[str, ...] = (
+    "chat.focus", "stop", "model.load", "model.unload", "model.to_ram", "model.to_swap",
+    "model.pin", "models.add", "plan.show", "chat.mode", "theme.next", "help", "quit",
+)
+"""The console's remappable actions (the ids of its key bindings), for the ``keymap`` setting."""
+
+_KEY_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_+")
+
 
 class Settings(BaseSettings):
     """Everything an operator may tune. Every field is documented; ranges are enforced."""
@@ -98,6 +106,13 @@ class Settings(BaseSettings):
         max_length=64,
         description="Colour theme of the console (a file name under themes/, without .toml).",
     )
+    keymap: dict[str, str] = Field(
+        default_factory=dict,
+        description="Console keys to remap: a binding id (chat.focus, stop, model.load, "
+        "model.unload, model.to_ram, model.to_swap, model.pin, models.add, plan.show, chat.mode, "
+        "theme.next, help, quit) to one key or several separated by commas, in Textual's key "
+        "names (\"f5\", \"ctrl+l\", \"question_mark\"); e.g. keymap = { \"model.load\" = \"f5\" }.",
+    )
     telemetry_source: TelemetrySourceName = Field(
         "auto",
         description="Where gauges come from: auto (jtop, then NVML, then psutil), or one of them.",
@@ -156,6 +171,25 @@ class Settings(BaseSettings):
     def _theme_is_a_name(cls, value: str) -> str:
         if not all(ch.isalnum() or ch in "-_" for ch in value):
             raise ValueError("must contain only letters, digits, '-' and '_'")
+        return value
+
+    @field_validator("keymap")
+    @classmethod
+    def _keymap_is_known(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = []
+        for binding_id, keys in value.items():
+            if binding_id not in CONSOLE_BINDING_IDS:
+                problems.append(f"{binding_id!r} is not a console action (known: {', '.join(CONSOLE_BINDING_IDS)})")
+                continue
+            names = [k.strip() for k in keys.split(",")]
+            if not keys.strip() or len(keys) > 100 or not all(
+                name and ((len(name) == 1 and name.isprintable()) or set(name) <= _KEY_NAME_CHARS)
+                for name in names
+            ):
+                problems.append(f"{binding_id!r}: {keys!r} is not a key (a single character or a "
+                                "key name such as f5, ctrl+l, question_mark; several separated by commas)")
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
     @property
