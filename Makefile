@@ -10,11 +10,9 @@ setup:
 models: setup
 	@$(BIN)/orin-console models fetch-demo
 
-# Until the TUI lands this shows the catalog with each file's validated header facts and the
-# machine's live telemetry (jtop on a Jetson, NVML on a desktop GPU, psutil elsewhere).
+# Opens the console (it needs a terminal) on models.toml, the demo catalog.
 run: models
-	@$(BIN)/orin-console models list
-	@$(BIN)/orin-console telemetry
+	@$(BIN)/orin-console --catalog models.toml
 
 # ruff (rules and per-file debt in pyproject.toml) and mypy (strict; debt listed there too).
 lint: setup
