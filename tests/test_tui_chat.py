@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 from textual.widgets import Input, Markdown, Static
+from tui_support import SLOW_ENV, ChatApp, ScriptedEngine, run, settle
 
 from orin_console.core.engine.types import GenerationParams
 from orin_console.core.manager.types import ModelBusy
 from orin_console.core.memory.admission import Budgets
 from orin_console.testing.managers import make_core
-from tests.tui_support import SLOW_ENV, ChatApp, ScriptedEngine, run, settle
 
 MB = 2**20
 PARAMS = GenerationParams(max_tokens=24, temperature=0)
