@@ -319,10 +319,12 @@ def test_a_timeout_and_a_broken_connection_are_connection_errors() -> None:
     def broken(request: httpx.Request) -> httpx.Response:
         raise httpx.RemoteProtocolError("peer closed connection", request=request)
 
-    with pytest.raises(OrinTimeoutError, match=r"http://127.0.0.1:8000/system/status.*timeout="):
+    with pytest.raises(OrinTimeoutError, match=r"http://127.0.0.1:8000/system/status did not.*timeout=") as slow:
         run(lambda c: c.system.get_system_status(), timeout)
-    with pytest.raises(OrinConnectionError, match=r"broke.*peer closed"):
+    assert slow.value.url == "http://127.0.0.1:8000/system/status" and "ReadTimeout" in slow.value.reason
+    with pytest.raises(OrinConnectionError, match=r"/system/status broke.*peer closed.*orin-console serve") as lost:
         run(lambda c: c.system.get_system_status(), broken)
+    assert str(pickle.loads(pickle.dumps(lost.value))) == str(lost.value)
 
 
 def free_port() -> int:

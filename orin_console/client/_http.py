@@ -36,12 +36,16 @@ class Http:
 
     def transport_error(self, path: str, exc: httpx.TransportError) -> OrinConnectionError:
         """A transport failure in the operator's words, naming the URL."""
-        reason = str(exc) or type(exc).__name__
+        url, kind = self.url(path), type(exc).__name__
+        reason = f"{kind}: {exc}" if str(exc) else kind
         if isinstance(exc, httpx.TimeoutException):
-            return OrinTimeoutError(self.url(path), f"timed out ({type(exc).__name__})")
+            return OrinTimeoutError(url, reason, f"Orin Console at {url} did not answer in time ({kind}); if it "
+                                                 "is busy (loading a model, a long generation), raise "
+                                                 "OrinClient(timeout=...)")
         if isinstance(exc, httpx.ConnectError):
-            return OrinConnectionError(self.url(path), f"connection failed ({reason})")
-        return OrinConnectionError(self.url(path), f"the connection broke ({type(exc).__name__}: {reason})")
+            return OrinConnectionError(url, reason)
+        return OrinConnectionError(url, reason, f"the connection to Orin Console at {url} broke ({reason}); "
+                                                "did the server stop? Is `orin-console serve` still running?")
 
     async def request(self, method: str, path: str, *, json_body: Any = None,
                       params: Mapping[str, Any] | None = None, expect: tuple[int, ...] = (200, 201, 202)) -> Any:

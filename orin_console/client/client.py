@@ -163,8 +163,10 @@ class ModelsAPI:
         delay = self._poll
         while not operation.done:
             if deadline is not None and time.monotonic() >= deadline:
-                raise OrinTimeoutError(self._http.url(f"/operations/{operation.id}"),
-                                       f"{operation.action} {operation.model_id} still running after {timeout} s")
+                url = self._http.url(f"/operations/{operation.id}")
+                raise OrinTimeoutError(url, "still running", f"{operation.action} {operation.model_id} (operation "
+                                       f"{operation.id}) still running after {timeout} s; it goes on on the server: "
+                                       "wait for it again with client.models.wait(operation)")
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.5)
             operation = await self.operation(operation.id)

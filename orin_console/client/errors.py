@@ -41,17 +41,18 @@ class OrinConnectionError(OrinClientError):
         reason: what the transport said.
     """
 
-    def __init__(self, url: str, reason: str, *, hint: str = SERVE_HINT) -> None:
+    def __init__(self, url: str, reason: str, message: str | None = None) -> None:
         self.url = url
         self.reason = reason
-        super().__init__(f"cannot reach Orin Console at {url}: {reason}; {hint}")
+        super().__init__(message or f"cannot reach Orin Console at {url}: {reason}; {SERVE_HINT}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, (self.url, self.reason, str(self)))
 
 
 class OrinTimeoutError(OrinConnectionError):
-    """The server did not answer (or send the next piece) within the client's timeout."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(url, reason, hint="raise OrinClient(timeout=...) if the server is busy loading a model")
+    """The server did not answer (or send the next piece) within the client's timeout, or an
+    operation was still running when ``wait(timeout=...)`` ran out."""
 
 
 class OrinAPIError(OrinClientError):
