@@ -243,7 +243,9 @@ class CatalogTable(Widget, can_focus=False):
         keep = self.selected_model_id
         rows = self._rows()
         order = [r.model.model_id for r in rows]
-        cells = {r.model.model_id: tuple(c[2](r) for c in COLUMNS) for r in rows}
+        # every cell sanitised here, whoever built the facts: a file's quantisation name or a
+        # problem string is outside text
+        cells = {r.model.model_id: tuple(sanitize(c[2](r)) for c in COLUMNS) for r in rows}
         if order == self._order:
             for mid, values in cells.items():  # same rows: update only the cells that changed
                 old = self._shown.get(mid, ())
@@ -263,10 +265,10 @@ class CatalogTable(Widget, can_focus=False):
 
     def _update_headers(self) -> None:
         table = self.table
-        for key, header, *_ in COLUMNS:
+        for key, header, _cell, _sort, descending in COLUMNS:
             label = header
             if key == self.sort_key:
-                label += " ▲" if self.sort_reverse else " ▼"
+                label += " ▼" if descending != self.sort_reverse else " ▲"
             column = table.columns.get(key)  # type: ignore[call-overload]
             if column is not None and column.label.plain != label:
                 column.label = Text(label)
@@ -372,7 +374,8 @@ class ModelDetails(Widget):
             out.append(value, style)
 
         tier = m.tier + (f" → {m.target_tier}" if m.target_tier and m.target_tier != m.tier else "")
-        field(sanitize(m.model_id), f"{_state_text(m)} · {tier}" + (" · pinned" if m.pin else ""))
+        state = m.state.value if m.state is ModelState.UNLOADED else _state_text(m)
+        field(sanitize(m.model_id), f"{state} · {tier}" + (" · pinned" if m.pin else ""))
         if m.resident:
             field("resident", m.resident)
         if m.pid is not None:

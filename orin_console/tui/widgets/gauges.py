@@ -134,7 +134,7 @@ def gauge_rows(history: Sequence[Sample]) -> list[Row]:
     if temp is not None:
         key = temp[0]
         rows.append(Row("TEMP", f"{temp[1]:.0f}°C",
-                        tuple(h.temperatures.get(key) for h in history), None, key))
+                        tuple(h.temperatures.get(key) for h in history), 100.0, key))
     if s.power_w is not None:
         rows.append(Row("POWER", f"{s.power_w:.1f}W", tuple(h.power_w for h in history),
                         None, sanitize(s.nvpmodel or "")))
@@ -257,6 +257,10 @@ class GaugeBar(_SampleClock):
         kept = list(parts)
         while kept and self._width(head, kept) > width:
             kept.remove(max(kept, key=lambda p: p[0]))
+        room = width - self._width(head, kept) - 2
+        if self.source_note and room >= 12 and not any(p[0] == 7 for p in kept):
+            note = sanitize(self.source_note)  # a long note is cut rather than lost
+            kept.append((7, Text(note[: room - 1] + "…", self._style("note"))))
         out = head
         for i, (_, text) in enumerate(kept):
             glue = " " if i and self._glued(kept[i - 1][1], text) else "  "

@@ -89,8 +89,8 @@ def block_widths(sizes: Sequence[int], budget: int, width: int) -> list[int]:
     """Cells per model block on a bar of ``width`` cells that stands for ``budget`` bytes.
 
     Largest-remainder rounding, so the widths add up to the models' share of the bar; every
-    model gets at least one cell while there are cells; when the models hold more than the
-    budget they are scaled to the whole bar, never past it.
+    model gets at least one cell while there are cells (paid from the free space); when the
+    models hold more than the budget they are scaled to the whole bar, never past it.
 
     Args:
         sizes: each model's bytes (negative counts as 0).
@@ -109,7 +109,9 @@ def block_widths(sizes: Sequence[int], budget: int, width: int) -> list[int]:
     scale = max(budget, sum(clean), 1)
     exact = [s / scale * width for s in clean]
     cells = [max(1, math.floor(e)) for e in exact]
-    target = min(width, max(n, round(sum(exact))))
+    # A block's one-cell floor is paid from the free space, not taken from the other blocks;
+    # only a bar that would overflow takes cells back.
+    target = min(width, max(sum(cells), round(sum(exact))))
     while sum(cells) < target:
         i = max(range(n), key=lambda k: (exact[k] - cells[k], -k))
         cells[i] += 1
