@@ -191,9 +191,8 @@ async def _event_frames(request: Request, core: Any, kinds: tuple[type[Event], .
 
 @router.get(
     "/events",
-    response_class=EventSourceResponse,
     summary="The core's events as Server-Sent Events",
-    responses={200: {"content": {"text/event-stream": {"example":
+    responses={200: {"description": "Server-Sent Events", "content": {"text/event-stream": {"example":
         'event: ModelStateChanged\ndata: {"model_id":"qwen-0.5b","status":{"state":"ready",...},"ts":1767225600.1}\n\n'
         'event: LoadProgress\ndata: {"model_id":"qwen-0.5b","tier":"ram","fraction":0.5,"ts":1767225600.2}\n\n'}}},
                422: {"description": "An unknown name in `kinds`"}},
