@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
 from textual.widgets import Input, Markdown, Static
 from tui_support import SLOW_ENV, ChatApp, ScriptedEngine, run, settle
 
@@ -15,6 +17,7 @@ from orin_console.core.engine.types import GenerationParams
 from orin_console.core.manager.types import ModelBusy
 from orin_console.core.memory.admission import Budgets
 from orin_console.testing.managers import make_core
+from orin_console.tui.widgets.chat import ChatPane
 
 MB = 2**20
 PARAMS = GenerationParams(max_tokens=24, temperature=0)
@@ -207,3 +210,35 @@ def _screen_text(app: ChatApp) -> str:
     update = app.screen._compositor.render_update(full=True)
     console.print(update)
     return console.export_text(styles=False)
+
+
+class CountingPane(ChatPane):
+    """Counts the coalesced token messages the pane handles."""
+
+    flushes = 0
+
+    async def on_chat_pane_tokens_arrived(self, message: ChatPane.TokensArrived) -> None:
+        CountingPane.flushes += 1
+        await super().on_chat_pane_tokens_arrived(message)
+
+
+class CountingApp(ChatApp):
+    def compose(self) -> ComposeResult:
+        yield CountingPane(self.engine, id="chat")
+
+
+def test_a_token_burst_is_coalesced_and_the_view_stays_at_the_bottom() -> None:
+    pieces = [f"line {i}\n\n" if i % 10 == 9 else "tok " for i in range(2000)]
+    app = CountingApp(ScriptedEngine(pieces))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press(*"go", "enter")
+            await settle(pilot, lambda: app.finished, what="the answer")
+            await pilot.pause()
+            assert app.query_one(".chat-answer", Markdown).source == "".join(pieces)
+            assert CountingPane.flushes < len(pieces) / 10  # one message per burst, not per token
+            log = app.query_one("#chat-log", VerticalScroll)
+            assert log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y  # pinned to the bottom
+
+    run(scenario())
