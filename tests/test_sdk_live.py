@@ -222,12 +222,9 @@ def test_errors_from_the_server_carry_its_answer(live: Live) -> None:
     asyncio.run(main())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "GET /events answers 500 on every request at 4ccb3df: the route declares "
-    "response_class=EventSourceResponse, so FastAPI iterates the endpoint's return value as a generator "
-    "('coroutine' object is not iterable); without response_class= it streams and this test passes. "
-    "Remove this mark with that fix (strict: it fails once the route works)."))
-def test_events_report_a_load(live: Live) -> None:
+def test_events_report_a_load_and_the_servers_shutdown(live: Live) -> None:
+    from orin_console.api.routes.events import begin_shutdown
+
     async def main() -> list[Any]:
         async with OrinClient(live.url) as client:
             seen: list[Any] = []
@@ -248,6 +245,13 @@ def test_events_report_a_load(live: Live) -> None:
             assert live_now in done, "no Snapshot within 10 s"
             await client.models.load("beta")
             await asyncio.wait_for(watcher, 30)
+
+            async def drain() -> None:
+                async for _ in client.events(snapshot=True):
+                    begin_shutdown(live.app)  # the server stops: the feed ends with its error
+
+            with pytest.raises(ServerError, match="ShuttingDown"):
+                await asyncio.wait_for(drain(), 10)
             return seen
 
     seen = asyncio.run(main())
@@ -281,10 +285,15 @@ def test_leaving_a_stream_early_frees_the_model_and_shutdown_ends_a_stream(live:
 
     async def main() -> None:
         async with OrinClient(live.url) as client:
-            async with client.inference.stream(prompt="Once", max_tokens=400, model="alpha") as stream:
+            # 1500 tokens take about 2.5 s on the tiny model: leaving after the first piece must
+            # free the model far sooner (the SDK closes the connection; the server cancels)
+            async with client.inference.stream(prompt="Once", max_tokens=1500, model="alpha") as stream:
                 async for _ in stream:
                     break
-            # the connection closed: the server cancelled it, and the next request is served
+            deadline = time.monotonic() + 1.0
+            while (await client.models.get("alpha")).busy:
+                assert time.monotonic() < deadline, "the generation went on after the client left"
+                await asyncio.sleep(0.02)
             again = await client.inference.quick_generate("Hello", max_tokens=3, model="alpha")
             assert again.model_id == "alpha" and again.text
 
