@@ -84,6 +84,11 @@ def test_generate_chat_and_batch(api: TestClient) -> None:
     assert generated["request_id"] == "mine-1" and generated["tokens"] <= 5
     manual = api.post("/generate", json={"prompt": "hello", "max_tokens": 3, "mode": "manual", "model": "beta"})
     assert manual.json()["model"] == "beta"
+    named = api.post("/quick/generate", json={"prompt": "Hello!", "max_tokens": 2, "model": "beta"})
+    assert named.json()["model"] == "beta"  # a model named without a mode answers
+    hybrid = api.post("/chat", json={"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 2,
+                                     "mode": "hybrid", "model": "beta"})
+    assert hybrid.status_code == 200, hybrid.text
     chat = api.post("/chat", json={"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 4})
     assert chat.status_code == 200 and chat.json()["model"] == "alpha"
     batch = api.post("/batch", json={"items": ["hello", [{"role": "user", "content": "Hi"}]], "max_tokens": 3})

@@ -122,8 +122,10 @@ class QuickRequest(Strict):
     temperature: float | None = Field(None, ge=0, le=TEMPERATURE_MAX, allow_inf_nan=False,
                                       description="0 (greedy) to 2 (default 0.8).")
     mode: ModeName = Field("auto", description="`auto` picks the model; `manual` uses `model`; "
-                                               "`hybrid` prefers `model` when it is loaded and fits.")
-    model: ModelId | None = Field(None, description="A catalog id (needed for `manual`).")
+                                               "`hybrid` prefers `model` when it is loaded and fits. "
+                                               "Left out with `model` given: `manual`.")
+    model: ModelId | None = Field(None, description="A catalog id (needed for `manual`; with no `mode`, "
+                                                    "that model answers).")
     stream: bool = Field(False, description="Answer as Server-Sent Events (`routed`, `token`..., `done`).")
 
 

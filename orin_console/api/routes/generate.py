@@ -63,10 +63,13 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
 
 def _options(body: QuickRequest | ChatRequest | BatchRequest) -> dict[str, Any]:
     """The engine's keyword arguments from a body (None: the engine's default)."""
-    options: dict[str, Any] = {"mode": body.mode, "source": SOURCE}
-    if body.model is not None:
-        # manual uses `model`; hybrid prefers it; auto ignores it (so naming one is harmless)
-        options["model" if body.mode == "manual" else "preferred"] = body.model
+    mode = body.mode
+    if body.model is not None and "mode" not in body.model_fields_set:
+        mode = "manual"  # naming a model without a mode means that model
+    options: dict[str, Any] = {"mode": mode, "source": SOURCE}
+    if body.model is not None and mode != "auto":
+        # manual uses `model`; hybrid prefers it; an explicit auto picks by itself
+        options["model" if mode == "manual" else "preferred"] = body.model
     for name in ("max_tokens", "temperature", "top_p", "stop", "seed", "request_id"):
         value = getattr(body, name, None)
         if value is not None:
