@@ -197,6 +197,17 @@ def test_a_bad_parameter_is_a_400_naming_it(client: openai.OpenAI, changes: dict
     assert error["param"] == param and error["type"] == "invalid_request_error", error
 
 
+@pytest.mark.parametrize(("changes", "param"), [
+    ({"messages": [{"role": "user", "content": "\ud800"}]}, "messages[0].content"),
+    ({"stop": ["\ud800"]}, "stop[0]"),
+])
+def test_a_lone_surrogate_is_a_400_naming_where(base_url: str, changes: dict[str, Any], param: str) -> None:
+    body = json.dumps({"model": "alpha", "messages": HELLO, "max_tokens": 2, **changes})  # escaped: \ud800
+    answer = httpx.post(f"{base_url}/v1/chat/completions", content=body,
+                        headers={"Content-Type": "application/json"}, timeout=30)
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == param, answer.text
+
+
 def test_an_unknown_field_and_an_unknown_model(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.completions.create(model="alpha", prompt="hi", extra_body={"frobnicate": 1})

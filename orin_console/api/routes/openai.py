@@ -49,6 +49,7 @@ from orin_console.core.engine.aio import AsyncEngineStream, astream_chat, astrea
 from orin_console.core.engine.selection import SelectionError
 from orin_console.core.engine.types import ParameterError, Result
 from orin_console.core.errors import OrinError
+from orin_console.core.runner import RunnerInputError
 from orin_console.core.text import sanitize
 
 log = logging.getLogger(__name__)
@@ -121,9 +122,15 @@ def from_core(exc: OrinError, *, renamed: Mapping[str, str] | None = None) -> Op
     elif isinstance(exc, SelectionError):
         status = 409  # unknown ids are caught first (404 model_not_found): the model exists but cannot be admitted
     param = exc.field if isinstance(exc, ParameterError) else None
+    if isinstance(exc, RunnerInputError):  # "stop[0] holds a character that..." names the field first
+        named = _FIELD_FIRST.match(str(exc))
+        param = named.group(1) if named else None
     if param is not None and renamed:
         param = renamed.get(param, param)
     return OpenAIError(status, str(exc), type=_type_for(status), param=param, code=_snake(type(exc).__name__))
+
+
+_FIELD_FIRST = re.compile(r"^((?:prompt|stop|messages)(?:\[\d+\])?(?:\.[a-z_]+)?) ")
 
 
 def _param_of(loc: Sequence[Any]) -> str | None:
