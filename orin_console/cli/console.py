@@ -9,6 +9,7 @@ every runner. The exit status is 0, or ``128 + signal`` after a signal.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -47,5 +48,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     if app.terminated_by is not None:
-        raise ConsoleTerminated(app.terminated_by)
+        ended = ConsoleTerminated(app.terminated_by)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal is usually gone (EIO)
+            ctx.err.print(f"orin-console: {ended}; shut down cleanly", markup=False)
+        return ended.exit_status
     return int(app.return_code or 0)

@@ -173,10 +173,18 @@ class OrinApp(App[int]):
                 loop.add_signal_handler(sig, self._on_signal, sig)
         self._chat = self.query_one(ChatPane)
         self.query_one(CatalogTable).focus()
+        self.watch(self.screen, "focused", self._keep_focus)
+
+    def _keep_focus(self, focused: object) -> None:
+        # Leaving the chat input (escape) hands the keys back to the catalog, so l u r s p
+        # act at once without a key to find it again.
+        if focused is None and self.screen is self.screen_stack[0]:
+            self.query_one(CatalogTable).focus()
 
     def on_resize(self) -> None:
         # The tier map's legend takes three rows: only when there is room for it.
-        self.query_one(TierMap).show_legend = self.size.height >= 36
+        for tier_map in self.query(TierMap):
+            tier_map.show_legend = self.size.height >= 36
 
     def on_unmount(self) -> None:
         self.bridge.stop()
@@ -318,8 +326,9 @@ class OrinApp(App[int]):
                 if worker.is_cancelled:
                     return None
 
-    def _pin_worker(self, model_id: str, pinned: bool) -> ModelStatus:
-        return self.core.manager.pin(model_id, pinned)
+    def _pin_worker(self, model_id: str) -> ModelStatus:
+        manager = self.core.manager  # read the pin here, not from a status that may lag
+        return manager.pin(model_id, not manager.catalog.get(model_id).pin)
 
     def action_load(self) -> None:
         """Load the selected model into its catalog tier (plan first)."""
@@ -342,11 +351,8 @@ class OrinApp(App[int]):
         model_id = self._selected()
         if model_id is None:
             return
-        status = self._model_status(model_id)
-        pinned = not (status.pin if status is not None else False)
-        self.run_worker(partial(self._pin_worker, model_id, pinned),
-                        name=f"{'pin' if pinned else 'unpin'} {model_id}", group=f"pin-{model_id}",
-                        thread=True, exclusive=True, exit_on_error=False)
+        self.run_worker(partial(self._pin_worker, model_id), name=f"pin/unpin {model_id}",
+                        group=f"pin-{model_id}", thread=True, exclusive=False, exit_on_error=False)
 
     # -- other actions --------------------------------------------------------------------
 
