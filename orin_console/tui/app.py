@@ -131,12 +131,13 @@ class OrinApp(App[int]):
         yield GaugeBar(clock=self.mono_clock, id="gauge-bar")
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                yield GaugesPane(clock=self.mono_clock, id="gauges-pane")
                 yield TierMap(id="tiers")
                 yield CatalogTable(id="catalog")
                 yield ModelDetails(id="details")
                 yield LogPane(log_path=self.log_path, clock=self.clock, id="log")
-            yield ChatPane(self.core.engine, id="chat")
+            with Vertical(id="right"):
+                yield GaugesPane(clock=self.mono_clock, id="gauges-pane")
+                yield ChatPane(self.core.engine, id="chat")
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -155,6 +156,8 @@ class OrinApp(App[int]):
         self.query_one("#tiers").border_title = "Tiers"
         self.query_one("#catalog").border_title = "Catalog"
         self.query_one("#log").border_title = "Log"
+        self.query_one("#gauges-pane").border_title = "Gauges"
+        self.query_one("#details").border_title = "Selected"
         self._title_chat()
         self._mounted = True
         for level, text in self._pending_log:
@@ -176,6 +179,8 @@ class OrinApp(App[int]):
         self.watch(self.screen, "focused", self._keep_focus)
 
     def _keep_focus(self, focused: object) -> None:
+        if not self._live:
+            return
         # Leaving the chat input (escape) hands the keys back to the catalog, so l u r s p
         # act at once without a key to find it again.
         if focused is None and self.screen is self.screen_stack[0]:
@@ -191,6 +196,12 @@ class OrinApp(App[int]):
         if self._chat is not None:
             self._chat.stop()  # a generation ends within one token: its worker can finish
 
+    @property
+    def _live(self) -> bool:
+        """Mounted and not shutting down: the panes exist (messages still arrive while the
+        app closes, after its widgets are gone)."""
+        return self._mounted and self._running
+
     def _on_signal(self, sig: signal.Signals) -> None:
         self.terminated_by = sig
         self.exit(128 + sig)
@@ -202,6 +213,8 @@ class OrinApp(App[int]):
     # -- the core's events ----------------------------------------------------------------
 
     def on_status_updated(self, message: StatusUpdated) -> None:
+        if not self._live:
+            return
         self.status = status = message.status
         self.query_one(TierMap).status = status
         table = self.query_one(CatalogTable)
@@ -214,6 +227,8 @@ class OrinApp(App[int]):
         self._show_details()
 
     def on_telemetry_updated(self, message: TelemetryUpdated) -> None:
+        if not self._live:
+            return
         bar = self.query_one(GaugeBar)
         bar.sample = message.sample
         bar.source_note = message.source_note
@@ -233,6 +248,8 @@ class OrinApp(App[int]):
         self._show_details()
 
     def _show_details(self) -> None:
+        if not self._live:
+            return
         model_id = self.query_one(CatalogTable).selected_model_id
         self.query_one(ModelDetails).model = self._model_status(model_id)
 
@@ -240,6 +257,8 @@ class OrinApp(App[int]):
         """Write one line in the log pane and the log file (before mount: as soon as it is)."""
         if not self._mounted:
             self._pending_log.append((level, text))
+            return
+        if not self._live:
             return
         self.query_one(LogPane).write_event(level, text)
 
@@ -270,6 +289,8 @@ class OrinApp(App[int]):
         self.post_message(PlanReady(verb, model_id, decision.tier, decision))
 
     def on_plan_ready(self, message: PlanReady) -> None:
+        if not self._live:
+            return
         verb, model_id, decision = message.verb, message.model_id, message.decision
         title = f"{verb} {model_id}"
         if not decision.ok:
@@ -415,6 +436,8 @@ class OrinApp(App[int]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place worker outcomes are reported: errors as a log line and a notification."""
+        if not self._live:
+            return
         worker = event.worker
         if event.state == WorkerState.ERROR:
             headline, items = _error_text(worker.error)

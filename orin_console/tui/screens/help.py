@@ -47,6 +47,7 @@ class HelpScreen(ModalScreen[None]):
             width: 78; max-width: 100%; height: auto; max-height: 100%;
             border: round $primary; background: $surface; padding: 0 1;
         }
+        .help-panes { margin-top: 1; }
     }
     """
 
