@@ -247,3 +247,16 @@ def test_quitting_closes_every_runner(workdir: Path) -> None:
     assert core.closed
     assert not core.manager.model_statuses() or all(m.pid is None or m.state == ModelState.UNLOADED
                                                     for m in core.manager.model_statuses())
+
+
+def test_the_keymap_setting_refuses_unknown_actions_and_bad_keys() -> None:
+    import pytest
+
+    from orin_console.core.errors import SettingsError
+    from orin_console.core.settings import load_settings
+
+    assert load_settings(env={}, keymap={"model.load": "f5,ctrl+l"}).keymap == {"model.load": "f5,ctrl+l"}
+    with pytest.raises(SettingsError, match=r"'load' is not a console action .*model\.load"):
+        load_settings(env={}, keymap={"load": "f5"})
+    with pytest.raises(SettingsError, match="is not a key"):
+        load_settings(env={}, keymap={"help": "ctrl+\x1b[2J"})
