@@ -13,7 +13,6 @@ from typing import Any
 
 import openai
 import pytest
-from api_live import live_server
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -24,6 +23,8 @@ from orin_console.core.memory.admission import AdmissionRefused
 from orin_console.core.telemetry import Sample
 from orin_console.testing.managers import make_core, settings_for
 from orin_console.testing.waits import wait_until
+
+from api_live import live_server
 
 HELLO: list[Any] = [{"role": "user", "content": "Hello!"}]
 

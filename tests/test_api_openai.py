@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from api_live import live_server
 from fastapi.testclient import TestClient
 from openai.types.chat import ChatCompletionMessageParam
 
@@ -23,6 +22,8 @@ from orin_console.api.routes.openai import header_text
 from orin_console.core import Core
 from orin_console.testing.managers import make_core
 from orin_console.testing.waits import wait_until
+
+from api_live import live_server
 
 TOKEN = "oai-test-token"
 HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello! How are you today?"}]

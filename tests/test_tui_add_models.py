@@ -9,13 +9,13 @@ from typing import Any
 
 from textual.app import App
 from textual.widgets import Button, Static
-from tui_support import run, settle
 
 from orin_console.core.catalog.add import AddResult
 from orin_console.testing.managers import make_core
 from orin_console.tui.screens.add_models import AddModelsScreen, GGUFTree, gguf_paths
 
 from gguf_craft import baseline
+from tui_support import run, settle
 
 
 class AddApp(App[None]):

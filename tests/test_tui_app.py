@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
-from tui_support import SLOW_ENV, settle
 
 from orin_console.core.manager.types import ModelState
 from orin_console.core.service import Core
@@ -25,6 +24,8 @@ from orin_console.tui.screens.help import HelpScreen
 from orin_console.tui.widgets.catalog import CatalogTable
 from orin_console.tui.widgets.log import LogPane
 from orin_console.tui.widgets.tier_map import TierMap
+
+from tui_support import SLOW_ENV, settle
 
 FIXED_NOW = 1_700_000_000.0
 

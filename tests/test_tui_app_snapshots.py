@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tui_fakes import NOW, jtop_sample, six_state_status
 
 from orin_console.core.service import Core
 from orin_console.testing.managers import make_core, settings_for
 from orin_console.tui.app import OrinApp, build_app
 from orin_console.tui.messages import LogLine, StatusUpdated, TelemetryUpdated
+
+from tui_fakes import NOW, jtop_sample, six_state_status
 
 FIXED_WALL = 1_700_000_000.0
 THEMES = ("orin-dark", "orin-light", "orin-contrast")

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from textual.app import App, ComposeResult
-from tui_fakes import model, six_states
 
 from orin_console.core.catalog.store import Catalog, CatalogEntry
 from orin_console.core.manager.types import ModelState
 from orin_console.core.placement.usage import UsageRecord
 from orin_console.core.units import MB
 from orin_console.tui.widgets.catalog import CatalogTable, FileFacts, ModelDetails, file_facts
+
+from tui_fakes import model, six_states
 
 FACTS = {"smollm2": FileFacts(98 * MB, "Q4_1"), "gemma3": FileFacts(253 * MB, "Q4_K_M"),
          "phi-3": FileFacts(2100 * MB, "Q4_K_M"), "tinyllama": FileFacts(640 * MB, "Q5_K_M"),

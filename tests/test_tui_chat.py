@@ -11,13 +11,14 @@ from pathlib import Path
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Input, Markdown, Static
-from tui_support import SLOW_ENV, ChatApp, ScriptedEngine, run, settle
 
 from orin_console.core.engine.types import GenerationParams
 from orin_console.core.manager.types import ModelBusy
 from orin_console.core.memory.admission import Budgets
 from orin_console.testing.managers import make_core
 from orin_console.tui.widgets.chat import ChatPane
+
+from tui_support import SLOW_ENV, ChatApp, ScriptedEngine, run, settle
 
 MB = 2**20
 PARAMS = GenerationParams(max_tokens=24, temperature=0)

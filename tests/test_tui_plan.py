@@ -8,12 +8,13 @@ from typing import Any
 
 from textual.app import App
 from textual.widgets import Static
-from tui_support import run, settle
 
 from orin_console.core.manager.types import ModelState
 from orin_console.core.placement.optimiser import MoveOutcome
 from orin_console.testing.managers import make_core
 from orin_console.tui.screens.plan import PlanScreen
+
+from tui_support import run, settle
 
 
 class PlanApp(App[None]):

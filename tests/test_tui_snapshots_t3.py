@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from test_tui_add_models import AddApp
 from textual.widgets import Input
-from tui_support import ChatApp, ScriptedEngine, settle
 
 from orin_console.core.memory.admission import MachineMemory
 from orin_console.testing.managers import make_core
 from orin_console.tui.screens.add_models import AddModelsScreen
+
+from tui_support import ChatApp, ScriptedEngine, settle
 
 ANSWER = ["Here is a list:\n\n", "- **one**\n", "- `two`\n\n", "Done [bold]x[/bold]."]
 

@@ -7,11 +7,12 @@ from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
-from tui_fakes import WidgetApp, model, six_state_status, six_states
 
 from orin_console.core.manager.types import ModelState, SystemStatus, TierUsage
 from orin_console.core.units import GB, MB
 from orin_console.tui.widgets.tier_map import TierMap, bar_segments, block_widths, model_bytes
+
+from tui_fakes import WidgetApp, model, six_state_status, six_states
 
 # -- arithmetic --------------------------------------------------------------------------------
 
