@@ -14,7 +14,7 @@ models: setup
 run: models
 	@$(BIN)/orin-console --catalog models.toml
 
-# ruff (rules and per-file debt in pyproject.toml) and mypy (strict; debt listed there too).
+# ruff (rules in pyproject.toml) and mypy (strict on the core and the test helpers).
 lint: setup
 	@$(BIN)/ruff check .
 	@$(BIN)/mypy
