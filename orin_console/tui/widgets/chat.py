@@ -246,8 +246,10 @@ class ChatPane(Widget, can_focus=False):
         return True
 
     def focus_input(self) -> None:
-        """Put the keyboard in the prompt input."""
-        self.query_one("#chat-input", Input).focus()
+        """Put the keyboard in the prompt input, at once: ``Widget.focus()`` defers the change, so
+        the keys typed right after ``/`` (a fast typist, a paste) would still reach the old
+        focus and run its bindings (``a`` would open the add dialog)."""
+        self.screen.set_focus(self.query_one("#chat-input", Input))
 
     @property
     def history(self) -> tuple[str, ...]:
