@@ -89,6 +89,19 @@ def test_load_returns_at_once_and_the_operation_is_followed_to_done(api: TestCli
     assert api.get("/operations/op-nope").status_code == 404
 
 
+@pytest.mark.parametrize(("path", "payload"), [
+    ("/models/nope/load", {"tier": "ram"}),
+    ("/models/nope/move", {"tier": "swap"}),
+    ("/models/nope/move", {"tier": "disk"}),
+    ("/models/nope/unload", None),
+])
+def test_an_operation_on_an_unknown_model_is_404(api: TestClient, path: str, payload: dict[str, Any] | None) -> None:
+    # found by test_api_fuzz: unload (and move to disk) answered 503 ModelUnavailable
+    answer = api.post(path, json=payload)
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["error"]["type"] == "CatalogError"
+
+
 def test_pin_plan_and_stats(api: TestClient) -> None:
     assert api.post("/models/beta/pin", json={"pinned": True}).json()["pin"] is True
     assert api.get("/models/beta").json()["pin"] is True

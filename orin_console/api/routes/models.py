@@ -146,6 +146,7 @@ def _refuse(status: int, kind: str, message: str, **extra: Any) -> JSONResponse:
 
 def _start(request: Request, core: Core, model_id: str, action: str, tier: str | None) -> JSONResponse:
     manager = core.manager
+    manager.model_status(model_id)  # an unknown id is a 404 (CatalogError), whatever the action
     if action == "unload":
         future = manager.unload(model_id)
     else:
