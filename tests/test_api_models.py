@@ -102,6 +102,15 @@ def test_an_operation_on_an_unknown_model_is_404(api: TestClient, path: str, pay
     assert answer.json()["error"]["type"] == "CatalogError"
 
 
+def test_a_wrong_method_is_405_allowing_the_documented_ones(api: TestClient) -> None:
+    # found by test_api_fuzz: OPTIONS /models/add answered `Allow: GET` (GET /models/{model_id}'s)
+    for method, path, allowed in (("OPTIONS", "/models/add", "POST"), ("PUT", "/models/add", "POST"),
+                                  ("DELETE", "/models/list", "GET"), ("PUT", "/models/alpha", "GET")):
+        answer = api.request(method, path)
+        assert answer.status_code == 405 and answer.headers["allow"] == allowed, (method, path, answer.headers)
+    assert api.get("/models/add").json()["error"]["type"] == "CatalogError"  # still the model route
+
+
 def test_pin_plan_and_stats(api: TestClient) -> None:
     assert api.post("/models/beta/pin", json={"pinned": True}).json()["pin"] is True
     assert api.get("/models/beta").json()["pin"] is True

@@ -173,12 +173,8 @@ def list_models(core: CoreDep) -> dict[str, Any]:
     return {"models": models}
 
 
-@router.get("/models/{model_id}", response_model=ModelInfo, responses=ERROR_RESPONSES, summary="One model")
-def show_model(model_id: ModelIdPath, core: CoreDep) -> dict[str, Any]:
-    """The model's entry, state, tier, memory and usage (404 for an unknown id)."""
-    return _info(core, model_id)
-
-
+# before /models/{model_id}: Starlette answers a wrong method with the first route whose path
+# matches, so OPTIONS /models/add must find this one (Allow: POST), not GET /models/{model_id}
 @router.post("/models/add", status_code=201, response_model=AddResponse, responses=ERROR_RESPONSES,
              summary="Add a .gguf file from a configured model folder")
 def add_model(body: AddModelRequest, core: CoreDep) -> Any:
@@ -211,6 +207,12 @@ def add_model(body: AddModelRequest, core: CoreDep) -> Any:
         return _refuse(422, "ModelRefused", f"{sanitize_path(raw)}: {reason}", refused=refused)
     added = [_info(core, entry.id) for entry in result.added]
     return JSONResponse({"added": added, "refused": refused}, status_code=201)
+
+
+@router.get("/models/{model_id}", response_model=ModelInfo, responses=ERROR_RESPONSES, summary="One model")
+def show_model(model_id: ModelIdPath, core: CoreDep) -> dict[str, Any]:
+    """The model's entry, state, tier, memory and usage (404 for an unknown id)."""
+    return _info(core, model_id)
 
 
 @router.post("/models/{model_id}/load", status_code=202, response_model=OperationResponse,
