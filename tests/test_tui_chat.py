@@ -39,8 +39,7 @@ def test_chat_streams_and_ends_with_its_footer_line(workdir: Path) -> None:
                 assert not app.failed, app.failed[0].reason
                 result = app.finished[0].result
                 assert result.model_id == "alpha" and result.finish_reason == "length" and result.tokens == 24
-                answer = app.query_one(".chat-answer", Markdown)
-                assert answer.source == result.text and result.text
+                assert _rendered(app) == result.text and result.text
                 footer = _meta(app)
                 assert footer.startswith("— alpha (auto: chat")
                 assert "runner-up beta" in footer and "TTFT" in footer and "tok/s" in footer
@@ -58,8 +57,8 @@ def test_escape_stops_within_a_token(workdir: Path) -> None:
         async def scenario() -> None:
             async with app.run_test(size=(80, 24)) as pilot:
                 await pilot.press(*"hello", "enter")
-                answer = app.query_one(".chat-answer", Markdown)
-                await settle(pilot, lambda: len(answer.source) >= 3, what="the first tokens")
+                pane = app.query_one(ChatPane)
+                await settle(pilot, lambda: len(pane.answer_text) >= 3, what="the first tokens")
                 pressed = time.monotonic()
                 await pilot.press("escape")
                 await settle(pilot, lambda: app.finished or app.failed, what="the stop")
@@ -104,8 +103,8 @@ def test_a_runner_killed_while_chatting_shows_why(workdir: Path) -> None:
         async def scenario() -> None:
             async with app.run_test(size=(80, 24)) as pilot:
                 await pilot.press(*"hello", "enter")
-                answer = app.query_one(".chat-answer", Markdown)
-                await settle(pilot, lambda: answer.source, what="the first token")
+                pane = app.query_one(ChatPane)
+                await settle(pilot, lambda: pane.answer_text, what="the first token")
                 pid = core.manager.model_status("alpha").pid
                 assert pid is not None
                 os.kill(pid, signal.SIGKILL)
@@ -190,7 +189,7 @@ def test_model_output_cannot_style_or_disguise_the_pane() -> None:
             await pilot.press(*"hi", "enter")
             await settle(pilot, lambda: app.finished, what="the answer")
             answer = app.query_one(".chat-answer", Markdown)
-            source = answer.source
+            source = _rendered(app)
             assert "\x1b" not in source and "\u202e" not in source and "\x9b" not in source
             assert "\ufffd[2J\ufffd[31mred" in source
             shown = _screen_text(app)
@@ -199,6 +198,11 @@ def test_model_output_cannot_style_or_disguise_the_pane() -> None:
             assert answer._open_links is False  # a link in an answer opens nothing
 
     run(scenario())
+
+
+def _rendered(app: ChatApp) -> str:
+    """The answer's text as its rendered Markdown blocks hold it (once it has ended)."""
+    return "".join(block.source for block in app.query(".chat-answer").results(Markdown))
 
 
 def _screen_text(app: ChatApp) -> str:
@@ -237,7 +241,10 @@ def test_a_token_burst_is_coalesced_and_the_view_stays_at_the_bottom() -> None:
             await pilot.press(*"go", "enter")
             await settle(pilot, lambda: app.finished, what="the answer")
             await pilot.pause()
-            assert app.query_one(".chat-answer", Markdown).source == "".join(pieces)
+            blocks = list(app.query(".chat-answer").results(Markdown))
+            assert "".join(b.source for b in blocks) == "".join(pieces)
+            # each block rendered once, when the next began (a burst may bring several)
+            assert 1 < len(blocks) <= 200 and not app.query_one(".chat-answer-tail").display
             assert CountingPane.flushes < len(pieces) / 10  # one message per burst, not per token
             log = app.query_one("#chat-log", VerticalScroll)
             assert log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y  # pinned to the bottom
