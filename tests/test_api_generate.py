@@ -119,6 +119,12 @@ def test_generate_chat_and_batch(api: TestClient) -> None:
     ("/chat", {"messages": [{"role": "user", "content": "\udfff"}]}, "messages.0.content"),
     ("/batch", {"items": []}, "items"),
     ("/batch", {"items": ["hi"] * 65}, "items"),
+    # another JSON type than documented (found by test_api_fuzz: pydantic's lax mode took them)
+    ("/quick/generate", {"prompt": "hi", "stream": 0}, "stream"),
+    ("/quick/generate", {"prompt": "hi", "max_tokens": "5"}, "max_tokens"),
+    ("/generate", {"prompt": "hi", "seed": False}, "seed"),
+    ("/chat", {"messages": [{"role": "user", "content": "hi"}], "stream": "true"}, "stream"),
+    ("/batch", {"items": ["hi"], "temperature": "0.5"}, "temperature"),
 ])
 def test_a_bad_payload_is_422_naming_the_field(api: TestClient, path: str, payload: dict[str, Any],
                                               field: str) -> None:

@@ -54,9 +54,12 @@ StopString = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STOP_
 
 
 class Strict(BaseModel):
-    """Unknown fields are refused (a typo is a 422 naming it, not silently ignored)."""
+    """Unknown fields are refused (a typo is a 422 naming it, not silently ignored), and so are
+    values of another JSON type than documented (``"stream": 0``, ``"seed": false``, ``"max_tokens":
+    "5"``): pydantic's strict mode, which still takes an integer where a number is asked. Subclasses'
+    ``model_config`` is merged with this one."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # -- requests: models ---------------------------------------------------------------------
