@@ -261,3 +261,74 @@ def test_the_keymap_setting_refuses_unknown_actions_and_bad_keys() -> None:
         load_settings(env={}, keymap={"load": "f5"})
     with pytest.raises(SettingsError, match="is not a key"):
         load_settings(env={}, keymap={"help": "ctrl+\x1b[2J"})
+
+
+def test_the_console_serves_the_api_and_its_requests_show_in_the_panes(workdir: Path) -> None:
+    import httpx
+
+    from orin_console.api.background import BackgroundServer
+
+    core = make_core(workdir)
+    core.start()
+    api = BackgroundServer(core, host="127.0.0.1", port=0)
+    app = build_app(core, settings=core.settings, clock=lambda: FIXED_NOW, api=api)
+    answers: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot, lambda: logged(app, "API: serving http://127.0.0.1:"), what="the API up")
+            assert api.url is not None and str(app.query_one("#log").border_subtitle).startswith("API 127.0.0.1:")
+            async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:  # the loop goes on
+                reply = await client.post("/quick/generate", json={"prompt": "Hello!", "max_tokens": 4})
+            assert reply.status_code == 200, reply.text
+            answers.append(reply.json())
+            await settle(pilot, lambda: logged(app, "api request") and logged(app, "→ alpha"),
+                         what="the API's request in the log")
+            await settle(pilot, lambda: any(m.model_id == "alpha" and m.state == ModelState.READY
+                                            for m in (app.query_one(TierMap).status or app.status).models),
+                         what="the tier map to show the model the API loaded")
+            assert logged(app, "alpha: ready in ram")
+            await pilot.press("ctrl+q")
+
+    try:
+        asyncio.run(main())
+        assert not api.serving and api.failure is None  # quitting stopped the server
+        with __import__("pytest").raises(httpx.TransportError):
+            httpx.get(f"{api.url}/system/health", timeout=2)
+    finally:
+        api.stop()
+        core.close()
+    assert answers[0]["model_id"] == "alpha"
+    assert core.manager.model_status("alpha").state == ModelState.UNLOADED  # no runner left
+
+
+def test_an_api_that_cannot_bind_is_reported_and_the_console_goes_on(workdir: Path) -> None:
+    import socket
+
+    from orin_console.api.background import BackgroundServer
+
+    core = make_core(workdir)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        api = BackgroundServer(core, host="127.0.0.1", port=taken.getsockname()[1])
+
+        async def scenario(app: OrinApp, pilot: Pilot[Any]) -> None:
+            await settle(pilot, lambda: logged(app, "API: not serving", "error"), what="the bind failure")
+            assert logged(app, "address already in use") or logged(app, "rrno"), app.query_one(LogPane).history
+            await pilot.press("l")  # the console itself goes on
+            await settle(pilot, lambda: state(core, "alpha") == (ModelState.READY, "ram"), what="alpha loaded")
+
+        core.start()
+        app = build_app(core, settings=core.settings, clock=lambda: FIXED_NOW, api=api)
+
+        async def main() -> None:
+            async with app.run_test(size=(80, 24)) as pilot:
+                await settle(pilot, lambda: app.status is not None, what="the first status")
+                await scenario(app, pilot)
+
+        try:
+            asyncio.run(main())
+        finally:
+            api.stop()
+            core.close()

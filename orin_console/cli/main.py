@@ -66,6 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="catalog file (default: the catalog_path setting, models.toml)",
     )
+    parser.add_argument(
+        "--serve",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="HOST:PORT",
+        help="the console also serves the API from its core (default: the bind_host and port "
+             "settings, 127.0.0.1:8000; ':0' any free port; off loopback a token is required)",
+    )
+    parser.add_argument(
+        "--token",
+        dest="console_token",
+        default=None,
+        help="with --serve: the bearer token (default: the token setting / ORIN_TOKEN, which "
+             "unlike an argument does not show in ps)",
+    )
     parser.epilog = "Without a command, opens the console (needs a terminal)."
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     models_cmd.register(sub)

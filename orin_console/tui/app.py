@@ -13,6 +13,10 @@ share. The app only talks to the core through :class:`~orin_console.tui.bridge.C
   notification.
 - Quitting, SIGHUP and SIGTERM all end :meth:`OrinApp.run`; the caller then closes the core
   (see ``orin_console.cli.console``), so no runner survives.
+- With ``api`` (``orin-console --serve``) the app starts the API over the same core once its
+  bridge listens (so the first request already shows) and stops it when it unmounts, before
+  the caller closes the core. Its requests show in the log (``api request … → model``) and,
+  like every generation, in the tier map and the catalog.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from textual import on
 from textual.app import App, ComposeResult
@@ -41,6 +45,7 @@ from orin_console.core.text import sanitize
 from orin_console.core.units import format_size
 from orin_console.tui.bridge import CoreBridge
 from orin_console.tui.commands import ConsoleCommands
+from orin_console.tui.messages import ApiServing as ApiStarted
 from orin_console.tui.messages import LogLine, PlanReady, StatusUpdated, TelemetryUpdated
 from orin_console.tui.screens.add_models import AddModelsScreen
 from orin_console.tui.screens.confirm import ConfirmScreen
@@ -54,6 +59,20 @@ from orin_console.tui.widgets.log import LogPane
 from orin_console.tui.widgets.tier_map import TierMap
 
 _VERB_TIER = {"load": None, "move to ram": "ram", "move to swap": "swap", "unload": "disk"}
+
+
+class ApiServing(Protocol):
+    """What the console needs of an API server running beside it (``api.background``'s
+    :class:`~orin_console.api.background.BackgroundServer`; the console never imports the web
+    stack itself)."""
+
+    @property
+    def requested_url(self) -> str: ...
+
+    def start(self, on_started: Callable[[str], Any] | None = None,
+              on_failed: Callable[[str], Any] | None = None) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 def _error_text(error: BaseException | None) -> tuple[str, list[str]]:
@@ -108,9 +127,10 @@ class OrinApp(App[int]):
 
     def __init__(self, core: Core, *, settings: Settings, log_path: Path | None = None,
                  clock: Callable[[], float] = time.time,
-                 mono_clock: Callable[[], float] = time.monotonic) -> None:
+                 mono_clock: Callable[[], float] = time.monotonic, api: ApiServing | None = None) -> None:
         super().__init__()
         self.core = core
+        self.api = api
         self.settings = settings
         self.log_path = log_path
         self.clock = clock
@@ -170,6 +190,8 @@ class OrinApp(App[int]):
         if self.core.sampler is None:
             self.log_event("info", "telemetry off: gauges show nothing")
         self.bridge.start()
+        if self.api is not None:
+            self._start_api(self.api)
         if self.handle_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGHUP, signal.SIGTERM):
@@ -191,10 +213,29 @@ class OrinApp(App[int]):
         for tier_map in self.query(TierMap):
             tier_map.show_legend = self.size.height >= 36
 
+    def _start_api(self, api: ApiServing) -> None:
+        self.log_event("info", f"API: starting on {api.requested_url}")
+
+        def started(url: str) -> None:  # on the server's thread
+            self.post_message(LogLine("info", f"API: serving {url} (docs at {url}/docs); "
+                                              "its requests show here"))
+            self.post_message(ApiStarted(url))
+
+        def failed(reason: str) -> None:
+            self.post_message(LogLine("error", f"API: not serving: {sanitize(reason)}", notify=True))
+
+        api.start(on_started=started, on_failed=failed)
+
+    def on_api_serving(self, message: ApiStarted) -> None:
+        if self._live:
+            self.query_one("#log").border_subtitle = f"API {message.url.removeprefix('http://')}"
+
     def on_unmount(self) -> None:
-        self.bridge.stop()
         if self._chat is not None:
             self._chat.stop()  # a generation ends within one token: its worker can finish
+        if self.api is not None:
+            self.api.stop()  # open streams end (ShuttingDown); before the caller closes the core
+        self.bridge.stop()
 
     @property
     def _live(self) -> bool:
@@ -458,7 +499,7 @@ class OrinApp(App[int]):
 
 def build_app(core: Core, *, settings: Settings, log_path: Path | None = None,
               clock: Callable[[], float] = time.time,
-              mono_clock: Callable[[], float] = time.monotonic) -> OrinApp:
+              mono_clock: Callable[[], float] = time.monotonic, api: ApiServing | None = None) -> OrinApp:
     """The console over a started ``core`` (the CLI and the tests build it here).
 
     Args:
@@ -467,6 +508,8 @@ def build_app(core: Core, *, settings: Settings, log_path: Path | None = None,
         log_path: the log file (default: ``console.log`` in the state folder).
         clock: wall-clock seconds for the log's timestamps (tests pass a fixed clock).
         mono_clock: monotonic seconds for the gauges' staleness (tests pass a fixed clock).
+        api: an API server over the same core, started once the console listens and stopped
+            when it ends (``orin-console --serve``).
     """
     path = log_path if log_path is not None else settings.state_dir / "console.log"
-    return OrinApp(core, settings=settings, log_path=path, clock=clock, mono_clock=mono_clock)
+    return OrinApp(core, settings=settings, log_path=path, clock=clock, mono_clock=mono_clock, api=api)

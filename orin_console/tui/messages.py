@@ -83,3 +83,11 @@ class PlanReady(Message):
         self.model_id = model_id
         self.tier = tier
         self.decision = decision
+
+
+class ApiServing(Message):
+    """The API started beside the console (``--serve``) serves at ``url``."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
