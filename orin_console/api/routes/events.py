@@ -43,6 +43,12 @@ EVENT_KINDS: dict[str, type[Event]] = {
 }
 """The class names ``?kinds=`` accepts (``Snapshot`` comes with ``?snapshot=1``)."""
 
+_NAMES = "(?:" + "|".join(sorted(EVENT_KINDS)) + ")"
+KINDS_PATTERN = rf"^(?![\s\S])|^[\s,]*{_NAMES}(?:\s*,[\s,]*{_NAMES})*[\s,]*$"
+"""What :func:`_parse_kinds` takes, as ``/openapi.json`` documents it: nothing (every kind), or
+known names separated by commas (blanks and empty items ignored). Documented, not enforced by
+FastAPI, so a refusal names the unknown names rather than quoting this pattern."""
+
 
 # -- shared by every stream ---------------------------------------------------------------------
 
@@ -200,7 +206,7 @@ async def _event_frames(request: Request, core: Any, kinds: tuple[type[Event], .
 async def events(
     request: Request,
     core: CoreDep,
-    kinds: Annotated[str | None, Query(max_length=1000, description=(
+    kinds: Annotated[str | None, Query(max_length=1000, json_schema_extra={"pattern": KINDS_PATTERN}, description=(
         "Comma-separated event class names to receive (default: all), e.g. "
         "`ModelStateChanged,LoadProgress,TierUsageChanged`."), examples=["ModelStateChanged,LoadProgress"])] = None,
     snapshot: Annotated[bool, Query(description="Send a `Snapshot` of the whole state first.")] = False,
