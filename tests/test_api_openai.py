@@ -230,6 +230,19 @@ def test_malformed_bodies_are_400s_in_openais_shape(base_url: str) -> None:
     assert httpx.post(f"{base_url}/v1/completions", json={"model": "alpha"}).json()["error"]["param"] == "prompt"
 
 
+def test_a_wrong_method_or_path_under_v1_is_in_openais_shape(core: Core) -> None:
+    # found by test_api_fuzz: the router's own 405 (and 404) under /v1 were in the seed routes' shape
+    api = TestClient(create_app(core), base_url="http://127.0.0.1:8000")
+    for method, path, status in (("GET", "/v1/completions", 405), ("TRACE", "/v1/chat/completions", 405),
+                                 ("DELETE", "/v1/models", 405), ("GET", "/v1/nowhere", 404)):
+        answer = api.request(method, path)
+        assert answer.status_code == status, (method, path, answer.text)
+        error = answer.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
+    assert api.get("/v1/completions").headers["allow"] == "POST"
+    assert set(api.get("/models/nowhere/stats").json()["error"]) == {"type", "message"}  # the seed's own shape
+
+
 def test_the_seed_routes_keep_their_own_error_shape(core: Core) -> None:
     api = TestClient(create_app(core), base_url="http://127.0.0.1:8000")
     seed = api.post("/quick/generate", json={"prompt": "hi", "max_tokens": "lots"})

@@ -89,10 +89,18 @@ async def _on_validation_error(_request: Request, exc: Exception) -> JSONRespons
     return JSONResponse(error_body("ValidationError", message, field=field), status_code=422)
 
 
-async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return JSONResponse(error_body("HTTPError", str(exc.detail)), status_code=exc.status_code,
-                        headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    path = request.url.path
+    if path == "/v1" or path.startswith("/v1/"):
+        # the router's own 404 / 405 under /v1 (no OpenAIRoute ran): OpenAI's shape there too
+        from orin_console.api.routes.openai import OpenAIError, _type_for
+
+        answer = OpenAIError(exc.status_code, str(exc.detail), type=_type_for(exc.status_code)).response()
+        answer.headers.update(headers or {})
+        return answer
+    return JSONResponse(error_body("HTTPError", str(exc.detail)), status_code=exc.status_code, headers=headers)
 
 
 async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
