@@ -111,6 +111,14 @@ def test_a_wrong_method_is_405_allowing_the_documented_ones(api: TestClient) -> 
     assert api.get("/models/add").json()["error"]["type"] == "CatalogError"  # still the model route
 
 
+def test_add_documents_its_403(api: TestClient, folders: tuple[Path, Path]) -> None:
+    # found by test_api_fuzz: /models/add answered an undocumented 403 (PathNotAllowed)
+    outside = api.post("/models/add", json={"path": str(folders[1] / "delta.gguf")})
+    assert outside.status_code == 403 and outside.json()["error"]["type"] == "PathNotAllowed"
+    documented = api.get("/openapi.json").json()["paths"]["/models/add"]["post"]["responses"]
+    assert documented["403"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
+
+
 def test_pin_plan_and_stats(api: TestClient) -> None:
     assert api.post("/models/beta/pin", json={"pinned": True}).json()["pin"] is True
     assert api.get("/models/beta").json()["pin"] is True

@@ -31,6 +31,7 @@ from orin_console.api.schemas import (
     MODEL_ID_PATTERN,
     AddModelRequest,
     AddResponse,
+    ErrorResponse,
     LoadRequest,
     LoadTier,
     ModelInfo,
@@ -54,6 +55,11 @@ router = APIRouter(tags=["models"])
 
 MAX_OPERATIONS = 256
 """Operations remembered (oldest finished ones forgotten first)."""
+
+ADD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    403: {"model": ErrorResponse, "description": "The path is outside the configured model folders"},
+}
 
 ModelIdPath = Annotated[str, Path(pattern=MODEL_ID_PATTERN, description="A catalog id.", examples=["qwen-0.5b"])]
 
@@ -175,7 +181,7 @@ def list_models(core: CoreDep) -> dict[str, Any]:
 
 # before /models/{model_id}: Starlette answers a wrong method with the first route whose path
 # matches, so OPTIONS /models/add must find this one (Allow: POST), not GET /models/{model_id}
-@router.post("/models/add", status_code=201, response_model=AddResponse, responses=ERROR_RESPONSES,
+@router.post("/models/add", status_code=201, response_model=AddResponse, responses=ADD_RESPONSES,
              summary="Add a .gguf file from a configured model folder")
 def add_model(body: AddModelRequest, core: CoreDep) -> Any:
     """Only a regular `.gguf` file whose real path (symlinks resolved) lies inside one of the
