@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from orin_console.core.engine.types import (
     MAX_BATCH,
@@ -46,6 +46,18 @@ def _no_surrogates(value: str) -> str:
     return value
 
 
+def _integral(value: Any) -> Any:
+    """JSON Schema's ``integer`` includes ``5.0``: take it as 5 (strict mode would refuse it);
+    ``5.5``, ``"5"`` and ``true`` are still refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# the bounds before the validator, so the document keeps them as minimum / maximum
+MaxTokens = Annotated[int, Field(ge=1, le=MAX_TOKENS_LIMIT), BeforeValidator(_integral)]
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX), BeforeValidator(_integral)]
+ContextSize = Annotated[int, Field(ge=64, le=131072), BeforeValidator(_integral)]
 Text = Annotated[str, AfterValidator(_no_surrogates)]
 Prompt = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT_CHARS), AfterValidator(_no_surrogates)]
 ModelId = Annotated[str, StringConstraints(pattern=MODEL_ID_PATTERN)]
@@ -81,7 +93,7 @@ class AddModelRequest(Strict):
                                          description="What the model is good for (default: chat "
                                                      "when it has a chat template, else completion).")
     tier: TierName | None = Field(None, description="Preferred tier (default swap).")
-    context: int | None = Field(None, ge=64, le=131072, description="Context size in tokens.")
+    context: ContextSize | None = Field(None, description="Context size in tokens.")
 
 
 class LoadRequest(Strict):
@@ -120,8 +132,8 @@ class QuickRequest(Strict):
                       "stream": True}]})
 
     prompt: Prompt = Field(description=f"The prompt (1 to {MAX_PROMPT_CHARS} characters).")
-    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT,
-                                   description="Most tokens to generate (default 256; at most the model's context).")
+    max_tokens: MaxTokens | None = Field(None,
+                                      description="Most tokens to generate (default 256; at most the model's context).")
     temperature: float | None = Field(None, ge=0, le=TEMPERATURE_MAX, allow_inf_nan=False,
                                       description="0 (greedy) to 2 (default 0.8).")
     mode: ModeName = Field("auto", description="`auto` picks the model; `manual` uses `model`; "
@@ -136,7 +148,7 @@ class _FullParams(Strict):
     top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False, description="Nucleus mass (default 0.95).")
     stop: list[StopString] | None = Field(None, max_length=MAX_STOP,
                                           description=f"Up to {MAX_STOP} strings that end the generation.")
-    seed: int | None = Field(None, ge=0, le=SEED_MAX, description="For reproducible sampling.")
+    seed: Seed | None = Field(None, description="For reproducible sampling.")
     request_id: Annotated[str, StringConstraints(max_length=MAX_REQUEST_ID_CHARS,
                                                  pattern=REQUEST_ID_PATTERN)] | None = Field(
         None, description="Your id for the request (its events carry it; default: a new one).")
@@ -166,7 +178,7 @@ class ChatRequest(_FullParams):
 
     messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES,
                                     description=f"1 to {MAX_MESSAGES} messages, at least one from the user.")
-    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
+    max_tokens: MaxTokens | None = None
     temperature: float | None = Field(None, ge=0, le=TEMPERATURE_MAX, allow_inf_nan=False)
     mode: ModeName = "auto"
     model: ModelId | None = None
@@ -182,11 +194,11 @@ class BatchRequest(Strict):
 
     items: list[Prompt | Annotated[list[Message], Field(min_length=1, max_length=MAX_MESSAGES)]] = Field(
         min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} prompts or message lists.")
-    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
+    max_tokens: MaxTokens | None = None
     temperature: float | None = Field(None, ge=0, le=TEMPERATURE_MAX, allow_inf_nan=False)
     top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
     stop: list[StopString] | None = Field(None, max_length=MAX_STOP)
-    seed: int | None = Field(None, ge=0, le=SEED_MAX)
+    seed: Seed | None = None
     mode: ModeName = "auto"
     model: ModelId | None = None
 
