@@ -100,6 +100,15 @@ def test_generate_chat_and_batch(api: TestClient) -> None:
     assert too_long.status_code == 422 and "max_tokens" in too_long.json()["error"]["message"]
 
 
+def test_a_prompt_longer_than_the_context_is_422_not_502(api: TestClient) -> None:
+    # found by test_api_fuzz: llama-cpp's "Requested tokens exceed context window" was a 502 RunnerError
+    long = [{"role": "user", "content": "x" * 3000}]  # a byte vocabulary: over the 2048-token context
+    answer = api.post("/chat", json={"messages": long, "max_tokens": 4})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["type"] == "RunnerInputError" and "context" in answer.json()["error"]["message"]
+    assert api.post("/chat", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}).status_code == 200
+
+
 def test_an_integral_number_is_an_integer(api: TestClient) -> None:
     # found by test_api_fuzz: JSON Schema's `integer` includes 3.0, which strict mode refused
     answer = api.post("/generate", json={"prompt": "hello", "max_tokens": 3.0, "seed": 7.0, "temperature": 0})

@@ -22,6 +22,7 @@ from orin_console.core.runner import (
     Runner,
     RunnerBusy,
     RunnerError,
+    RunnerInputError,
     tier_config,
 )
 from orin_console.testing.waits import wait_until
@@ -199,7 +200,8 @@ def test_runner_oom_score_adj_is_above_the_consoles(runner: Runner, slow_runner:
 
 
 def test_bad_request_is_an_error_and_the_runner_carries_on(runner: Runner) -> None:
-    with pytest.raises(RunnerError, match="generation failed"):
+    # the request's fault, not the runner's: an input error (422 at the API), not a RunnerError
+    with pytest.raises(RunnerInputError, match="do not fit the model's context"):
         runner.complete(GenerateRequest(prompt="x" * 400, max_tokens=4))  # beyond n_ctx=256
     assert runner.complete(GenerateRequest(prompt="Hi", max_tokens=2, **GREEDY)).done
 

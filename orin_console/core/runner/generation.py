@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from orin_console.core.runner.messages import Chunk, GenerationStats, RunnerError, runner_text
+from orin_console.core.runner.messages import Chunk, GenerationStats, RunnerError, RunnerInputError, runner_text
 
 StallHandler = Callable[[int, float], BaseException]
 """Called with the generation id and the limit passed; ends the runner and returns the error
@@ -156,7 +156,10 @@ class Generation(Iterator[Chunk]):
         if isinstance(item, BaseException):
             raise item
         if not item.get("ok"):
-            raise RunnerError(self.model_id, f"`{self.model_id}`: {runner_text(item.get('error'))}")
+            message = f"`{self.model_id}`: {runner_text(item.get('error'))}"
+            if item.get("input"):  # the request did not fit the model (the runner is fine)
+                raise RunnerInputError(message)
+            raise RunnerError(self.model_id, message)
         result = item.get("result") or {}
         self.stats = GenerationStats.from_wire(result["stats"])
         return Chunk(result.get("text", ""), done=True, stats=self.stats)

@@ -334,6 +334,12 @@ class LlamaHost:
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. a prompt longer than the context
             self._gen_id = NO_GENERATION
+            if isinstance(exc, ValueError) and "exceed context window" in str(exc):
+                # llama-cpp's check of prompt + max_tokens against n_ctx: the request is at fault
+                self.state = "idle"
+                self.writer.send({"re": rid, "ok": False, "input": True,
+                                  "error": f"the prompt and max_tokens do not fit the model's context: {exc}"})
+                return
             self._done(rid, error=f"generation failed: {exc}")
             return
         self._gen_id = NO_GENERATION
