@@ -243,6 +243,13 @@ def test_a_wrong_method_or_path_under_v1_is_in_openais_shape(core: Core) -> None
     assert set(api.get("/models/nowhere/stats").json()["error"]) == {"type", "message"}  # the seed's own shape
 
 
+def test_the_document_says_a_completion_may_stream(core: Core) -> None:
+    # found by test_api_fuzz: a streamed answer's text/event-stream was an undocumented content type
+    paths = TestClient(create_app(core), base_url="http://127.0.0.1:8000").get("/openapi.json").json()["paths"]
+    for path in ("/v1/chat/completions", "/v1/completions"):
+        assert set(paths[path]["post"]["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
+
+
 def test_the_seed_routes_keep_their_own_error_shape(core: Core) -> None:
     api = TestClient(create_app(core), base_url="http://127.0.0.1:8000")
     seed = api.post("/quick/generate", json={"prompt": "hi", "max_tokens": "lots"})

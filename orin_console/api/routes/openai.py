@@ -217,6 +217,19 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+_STREAMED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The completion; with `\"stream\": true`, server-sent chunks as OpenAI sends "
+                         "them, ending with `data: [DONE]`",
+          # each event: `data:` only, a chunk's JSON (or, after a failure, an error's), then `[DONE]`
+          "content": {"text/event-stream": {"schema": {
+              "type": "object", "required": ["data"], "properties": {"data": {"type": "string"}}}, "example":
+              'data: {"id":"chatcmpl-1a2b","object":"chat.completion.chunk","model":"smollm2",'
+              '"choices":[{"index":0,"delta":{"content":" Hello"},"finish_reason":null}]}\n\n'
+              "data: [DONE]\n\n"}}},
+    **_ERRORS,
+}
+
+
 # -- requests --------------------------------------------------------------------------------------
 
 class _Open(BaseModel):
@@ -634,7 +647,7 @@ def get_model(model_id: str, core: CoreDep) -> dict[str, Any]:
                       code="model_not_found")
 
 
-@router.post("/chat/completions", summary="OpenAI chat completion (streamed or not)", responses=_ERRORS)
+@router.post("/chat/completions", summary="OpenAI chat completion (streamed or not)", responses=_STREAMED)
 async def chat_completions(body: ChatCompletionRequest, request: Request, core: CoreDep) -> Response:
     """Messages through the model's chat template. `model`: a catalog id or `auto`; the answer's
     `model` is the one that answered, `X-Orin-Selection` says why."""
@@ -647,7 +660,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, core: 
     return await _answer(request, stream, body, True, renamed)
 
 
-@router.post("/completions", summary="OpenAI text completion (streamed or not)", responses=_ERRORS)
+@router.post("/completions", summary="OpenAI text completion (streamed or not)", responses=_STREAMED)
 async def completions(body: CompletionRequest, request: Request, core: CoreDep) -> Response:
     """The prompt continued as it is (no chat template). `model`: a catalog id or `auto`."""
     _refuse_unsupported(body)
