@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from orin_console.api.app import create_app
 from orin_console.api.routes.events import begin_shutdown
+from orin_console.api.schemas import USER_MESSAGE
 from orin_console.core import Core
 from orin_console.testing.managers import make_core
 from orin_console.testing.waits import wait_until
@@ -107,6 +108,14 @@ def test_a_prompt_longer_than_the_context_is_422_not_502(api: TestClient) -> Non
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["type"] == "RunnerInputError" and "context" in answer.json()["error"]["message"]
     assert api.post("/chat", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}).status_code == 200
+
+
+def test_the_document_says_a_chat_needs_a_user_message(api: TestClient) -> None:
+    # found by test_api_fuzz: a chat without a user message is a 422, but the document allowed it
+    document = api.get("/openapi.json").json()["components"]["schemas"]["ChatRequest"]["properties"]["messages"]
+    assert document["contains"] == USER_MESSAGE
+    answer = api.post("/chat", json={"messages": [{"role": "assistant", "content": "hi"}], "max_tokens": 2})
+    assert answer.status_code == 422 and "user" in answer.json()["error"]["message"]
 
 
 def test_an_integral_number_is_an_integer(api: TestClient) -> None:

@@ -169,6 +169,10 @@ class Message(Strict):
     content: Annotated[str, StringConstraints(max_length=MAX_PROMPT_CHARS), AfterValidator(_no_surrogates)]
 
 
+USER_MESSAGE: dict[str, Any] = {"type": "object", "properties": {"role": {"const": "user"}}, "required": ["role"]}
+"""JSON Schema for "a message from the user" (a chat needs one: 422 ``ParameterError`` otherwise)."""
+
+
 class ChatRequest(_FullParams):
     """A chat, oldest message first, through the model's own chat template."""
 
@@ -177,7 +181,8 @@ class ChatRequest(_FullParams):
                                    {"role": "user", "content": "Hello!"}], "max_tokens": 64}]})
 
     messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES,
-                                    description=f"1 to {MAX_MESSAGES} messages, at least one from the user.")
+                                    description=f"1 to {MAX_MESSAGES} messages, at least one from the user.",
+                                    json_schema_extra={"contains": USER_MESSAGE})  # checked by the engine
     max_tokens: MaxTokens | None = None
     temperature: float | None = Field(None, ge=0, le=TEMPERATURE_MAX, allow_inf_nan=False)
     mode: ModeName = "auto"
