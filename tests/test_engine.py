@@ -277,7 +277,7 @@ def test_batch_keeps_order_and_survives_a_failing_member(engine: Engine) -> None
     assert [r.ok for r in results] == [True, False, False, True, True]
     assert isinstance(results[1], BatchFailure) and results[1].kind == "ParameterError"
     assert results[1].index == 1 and "prompt" in results[1].error
-    assert isinstance(results[2], BatchFailure) and results[2].kind == "RunnerError"
+    assert isinstance(results[2], BatchFailure) and results[2].kind == "RunnerInputError"  # the request's fault
     assert "exceed context window" in results[2].error and results[2].model_id is not None
     assert [r.model_id for r in results if isinstance(r, Result)] == ["alpha", "beta", "alpha"]
     with pytest.raises(ParameterError, match="prompts"):
