@@ -3,7 +3,7 @@
 Every error answer of the seed routes is ``{"error": {"type": ..., "message": ..., "field":
 ...}}`` (``field`` only for validation errors), the message in the operator's words and run
 through the sanitiser. The OpenAI-compatible routes answer in OpenAI's own error shape
-(their module converts). No traceback ever reaches a client: an unexpected exception is a 500
+(``openai_errors`` converts). No traceback ever reaches a client: an unexpected exception is a 500
 with a one-line message, logged in full on the server.
 """
 
@@ -95,7 +95,7 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     path = request.url.path
     if path == "/v1" or path.startswith("/v1/"):
         # the router's own 404 / 405 under /v1 (no OpenAIRoute ran): OpenAI's shape there too
-        from orin_console.api.routes.openai import OpenAIError, _type_for
+        from orin_console.api.openai_errors import OpenAIError, _type_for
 
         answer = OpenAIError(exc.status_code, str(exc.detail), type=_type_for(exc.status_code)).response()
         answer.headers.update(headers or {})
