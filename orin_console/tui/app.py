@@ -4,11 +4,9 @@ Built by :func:`build_app`, which the CLI (``orin-console`` with no command) and
 share. The app only talks to the core through :class:`~orin_console.tui.bridge.CoreBridge`
 (events in) and thread workers (calls out), so the event loop never blocks on the core:
 
-- ``l u r s p`` act on the catalog row under the cursor. A memory-changing action first
-  asks admission for its plan (a worker); a refusal is shown with its reasons, an action
-  that would take a model away (an unload, a break-before-make move) asks to confirm; then it
-  runs in a worker named for it, exclusive per model, whose progress shows in the tier map,
-  the catalog and the log.
+- ``l u r s p`` act on the catalog row under the cursor (:mod:`orin_console.tui.actions`:
+  admission's plan first, a confirmation before a model is taken away, then a worker per
+  model). The keys and their plain names are in :mod:`orin_console.tui.keys`.
 - One ``Worker.StateChanged`` handler turns any worker's error into a log line and a
   notification.
 - Quitting, SIGHUP and SIGTERM all end :meth:`OrinApp.run`; the caller then closes the core
@@ -31,24 +29,26 @@ from typing import Any, ClassVar, Protocol
 
 from textual import on
 from textual.app import App, ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import Worker, WorkerState
 
 from orin_console.core.errors import OrinError
 from orin_console.core.manager.types import ModelState, ModelStatus, SystemStatus
-from orin_console.core.memory.admission import AdmissionRefused, Decision
+from orin_console.core.memory.admission import AdmissionRefused
 from orin_console.core.service import Core
 from orin_console.core.settings import Settings
 from orin_console.core.text import sanitize
 from orin_console.core.units import format_size
+from orin_console.tui import keys
+from orin_console.tui.actions import ModelActions
 from orin_console.tui.bridge import CoreBridge
 from orin_console.tui.commands import ConsoleCommands
+from orin_console.tui.keys import ConsoleKeys
 from orin_console.tui.messages import ApiServing as ApiStarted
-from orin_console.tui.messages import LogLine, PlanReady, StatusUpdated, TelemetryUpdated
+from orin_console.tui.messages import LogLine, StatusUpdated, TelemetryUpdated
 from orin_console.tui.screens.add_models import AddModelsScreen
-from orin_console.tui.screens.confirm import ConfirmScreen
 from orin_console.tui.screens.help import HelpScreen
 from orin_console.tui.screens.plan import PlanScreen
 from orin_console.tui.themes import DEFAULT_THEME, THEMES_DIR, load_themes
@@ -57,8 +57,6 @@ from orin_console.tui.widgets.chat import ChatPane
 from orin_console.tui.widgets.gauges import GaugeBar, GaugesPane
 from orin_console.tui.widgets.log import LogPane
 from orin_console.tui.widgets.tier_map import TierMap
-
-_VERB_TIER = {"load": None, "move to ram": "ram", "move to swap": "swap", "unload": "disk"}
 
 
 class ApiServing(Protocol):
@@ -86,8 +84,8 @@ def _error_text(error: BaseException | None) -> tuple[str, list[str]]:
     return f"{type(error).__name__}: {sanitize(str(error))}", []
 
 
-class OrinApp(App[int]):
-    """The console. See the module docstring; the keys are in ``BINDINGS`` and ``?``."""
+class OrinApp(ModelActions, ConsoleKeys, App[int]):
+    """The console. See the module docstring; the keys are in :mod:`~orin_console.tui.keys` and ``?``."""
 
     CSS_PATH = "app.tcss"
     TITLE = "Orin Console"
@@ -95,35 +93,7 @@ class OrinApp(App[int]):
     ENABLE_COMMAND_PALETTE = True
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012 - Textual's own type
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "focus_chat", "chat", id="chat.focus", tooltip="Type a prompt"),
-        Binding("escape", "stop", "stop", show=False, id="stop",
-                tooltip="Stop the answer, or leave the input"),
-        Binding("l", "load", "load", id="model.load", tooltip="Load the selected model"),
-        Binding("u", "unload", "unload", id="model.unload", tooltip="Unload the selected model"),
-        Binding("r", "to_ram", "→ram", id="model.to_ram", tooltip="Move to the RAM tier"),
-        Binding("s", "to_swap", "→swap", id="model.to_swap", tooltip="Move to the swap tier"),
-        Binding("p", "pin", "pin", id="model.pin", tooltip="Pin or unpin the selected model"),
-        Binding("a", "add", "add", id="models.add", tooltip="Add models from a file or folder"),
-        Binding("o", "plan", "plan", id="plan.show", tooltip="The placement plan"),
-        Binding("m", "cycle_mode", "mode", show=False, id="chat.mode",
-                tooltip="Selection mode: auto, hybrid, manual"),
-        Binding("t", "next_theme", "theme", show=False, id="theme.next", tooltip="Next theme"),
-        Binding("question_mark", "help", "help", id="help", tooltip="Keys and panes"),
-        Binding("ctrl+q", "quit", "quit", id="quit", priority=True, tooltip="Quit (every runner stops)"),
-    ]
-
-    DESCRIPTIONS: ClassVar[dict[str, str]] = {
-        "chat.focus": "Chat: type a prompt", "stop": "Stop the answer / leave the input",
-        "model.load": "Load the selected model", "model.unload": "Unload the selected model",
-        "model.to_ram": "Move the selected model to the RAM tier",
-        "model.to_swap": "Move the selected model to the swap tier",
-        "model.pin": "Pin or unpin the selected model", "models.add": "Add models",
-        "plan.show": "Show the placement plan", "chat.mode": "Cycle the selection mode",
-        "theme.next": "Next theme", "help": "Help: keys and panes", "quit": "Quit",
-    }
-    """Each action's plain name (help screen, command palette)."""
+    BINDINGS: ClassVar[list[BindingType]] = keys.BINDINGS
 
     def __init__(self, core: Core, *, settings: Settings, log_path: Path | None = None,
                  clock: Callable[[], float] = time.time,
@@ -303,119 +273,6 @@ class OrinApp(App[int]):
             return
         self.query_one(LogPane).write_event(level, text)
 
-    # -- actions on the selected model ----------------------------------------------------
-
-    def _model_status(self, model_id: str | None) -> ModelStatus | None:
-        if model_id is None or self.status is None:
-            return None
-        return next((m for m in self.status.models if m.model_id == model_id), None)
-
-    def _selected(self) -> str | None:
-        model_id = self.query_one(CatalogTable).selected_model_id
-        if model_id is None:
-            self.notify("No model selected: pick a row in the catalog first.", severity="warning")
-        return model_id
-
-    def _ask_plan(self, verb: str) -> None:
-        model_id = self._selected()
-        if model_id is None:
-            return
-        tier = _VERB_TIER[verb]
-        self.run_worker(partial(self._plan_worker, verb, model_id, tier), name=f"plan {verb} {model_id}",
-                        group=f"plan-{model_id}", description=f"admission's plan to {verb} {model_id}",
-                        thread=True, exclusive=True, exit_on_error=False)
-
-    def _plan_worker(self, verb: str, model_id: str, tier: str | None) -> None:
-        decision = self.core.manager.plan(model_id, tier)
-        self.post_message(PlanReady(verb, model_id, decision.tier, decision))
-
-    def on_plan_ready(self, message: PlanReady) -> None:
-        if not self._live:
-            return
-        verb, model_id, decision = message.verb, message.model_id, message.decision
-        title = f"{verb} {model_id}"
-        if not decision.ok:
-            self._log_refusal(title, decision)
-            self.push_screen(ConfirmScreen(title, decision))
-            return
-        if decision.action == "noop":
-            self.log_event("info", f"{sanitize(model_id)}: already in {decision.tier}; nothing to do")
-            return
-        self.log_event("info", f"plan to {sanitize(title)}: {sanitize(decision.explain())}")
-        if self._needs_confirmation(decision):
-            question = f"{title[0].upper()}{title[1:]}? It will be unavailable until it is loaded again." \
-                if decision.action == "unload" else f"{title[0].upper()}{title[1:]}?"
-
-            def confirmed(ok: bool | None) -> None:
-                if ok:
-                    self._run_op(verb, model_id, message.tier)
-                else:
-                    self.log_event("info", f"{sanitize(title)}: cancelled; nothing changed")
-
-            self.push_screen(ConfirmScreen(title, decision, question), confirmed)
-        else:
-            self._run_op(verb, model_id, message.tier)
-
-    def _needs_confirmation(self, decision: Decision) -> bool:
-        """Ask first when a model would be taken away: an unload, a move that stops the old
-        runner before the new one is ready, or an action on a model that is answering."""
-        status = self._model_status(decision.model_id)
-        busy = status is not None and status.busy
-        return decision.action == "unload" or decision.strategy == "break-before-make" or busy
-
-    def _log_refusal(self, title: str, decision: Decision) -> None:
-        self.log_event("error", f"{sanitize(title)} refused: {sanitize(decision.summary)}")
-        for reason in decision.reasons:
-            self.log_event("error", f"  ✗ {sanitize(reason)}")
-        for suggestion in decision.suggestions:
-            self.log_event("info", f"  → {sanitize(suggestion.text)}")
-        self.notify(sanitize(decision.explain()), title=f"{sanitize(title)} refused", severity="error",
-                    markup=False)
-
-    def _run_op(self, verb: str, model_id: str, tier: str) -> None:
-        self.run_worker(partial(self._op_worker, model_id, tier), name=f"{verb} {model_id}",
-                        group=f"model-{model_id}", description=f"{verb} {model_id}",
-                        thread=True, exclusive=True, exit_on_error=False)
-
-    def _op_worker(self, model_id: str, tier: str) -> ModelStatus | None:
-        manager = self.core.manager
-        future = manager.unload(model_id) if tier == "disk" else manager.load(model_id, tier)
-        worker = get_current_worker()
-        while True:  # the app can quit during a long load: never hold its shutdown
-            try:
-                return future.result(timeout=0.1)
-            except TimeoutError:
-                if worker.is_cancelled:
-                    return None
-
-    def _pin_worker(self, model_id: str) -> ModelStatus:
-        manager = self.core.manager  # read the pin here, not from a status that may lag
-        return manager.pin(model_id, not manager.catalog.get(model_id).pin)
-
-    def action_load(self) -> None:
-        """Load the selected model into its catalog tier (plan first)."""
-        self._ask_plan("load")
-
-    def action_unload(self) -> None:
-        """Unload the selected model (plan and confirm first)."""
-        self._ask_plan("unload")
-
-    def action_to_ram(self) -> None:
-        """Load or move the selected model into the RAM tier (plan first)."""
-        self._ask_plan("move to ram")
-
-    def action_to_swap(self) -> None:
-        """Load or move the selected model into the swap tier (plan first)."""
-        self._ask_plan("move to swap")
-
-    def action_pin(self) -> None:
-        """Pin or unpin the selected model (the placement plan keeps a pinned model put)."""
-        model_id = self._selected()
-        if model_id is None:
-            return
-        self.run_worker(partial(self._pin_worker, model_id), name=f"pin/unpin {model_id}",
-                        group=f"pin-{model_id}", thread=True, exclusive=False, exit_on_error=False)
-
     # -- other actions --------------------------------------------------------------------
 
     def action_focus_chat(self) -> None:
@@ -452,26 +309,6 @@ class OrinApp(App[int]):
     def action_plan(self) -> None:
         """Show the placement plan (and apply it from there)."""
         self.push_screen(PlanScreen(self.core))
-
-    # -- keys for the help screen and the palette -----------------------------------------
-
-    def _console_bindings(self) -> list[Binding]:
-        return [b for b in self.BINDINGS if isinstance(b, Binding)]
-
-    def key_display(self, binding: Binding) -> str:
-        """The key(s) of ``binding`` as remapped by the keymap, as shown to the operator."""
-        keys = self._keymap.get(binding.id or "", binding.key) if binding.id else binding.key
-        return ", ".join(self.get_key_display(Binding(k.strip(), binding.action)) for k in keys.split(","))
-
-    def key_list(self) -> list[tuple[str, str, str]]:
-        """(keys, plain name, binding id) for every console action."""
-        return [(self.key_display(b), self.DESCRIPTIONS.get(b.id or "", str(b.description)), b.id or "")
-                for b in self._console_bindings()]
-
-    def command_list(self) -> list[tuple[str, str, str]]:
-        """(plain name, help, action) for the command palette."""
-        return [(self.DESCRIPTIONS.get(b.id or "", str(b.description)), f"key: {self.key_display(b)}", b.action)
-                for b in self._console_bindings()]
 
     # -- worker errors --------------------------------------------------------------------
 
