@@ -241,3 +241,18 @@ def test_bus_close_joins_every_callback_thread() -> None:
     assert bus.close()
     assert bus.subscriber_count == 0
     assert all(s.closed and s._thread is not None and not s._thread.is_alive() for s in subs)
+
+
+def test_wants_tells_whether_any_subscription_reads_a_kind() -> None:
+    from orin_console.core.events.bus import EventBus, TelemetrySample
+    from orin_console.core.events.kinds import GenerationFinished, TokenGenerated
+
+    bus = EventBus()
+    assert not bus.wants(TokenGenerated)
+    finished = bus.subscribe(kinds=(GenerationFinished,))
+    assert not bus.wants(TokenGenerated) and bus.wants(GenerationFinished)
+    everything = bus.subscribe()  # kinds=(Event,): every kind
+    assert bus.wants(TokenGenerated) and bus.wants(TelemetrySample)
+    everything.close()
+    finished.close()
+    assert not bus.wants(GenerationFinished)

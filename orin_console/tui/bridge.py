@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 
 _STATUS_EVENTS = (ModelStateChanged, TierUsageChanged, LoadProgress, CatalogChanged, Snapshot,
                   GenerationFinished)
+_KINDS = (*_STATUS_EVENTS, TelemetrySample, ManagerError, TelemetrySourceChanged, PlanChanged,
+          GenerationStarted)
+"""What the bridge reads: not ``TokenGenerated`` (the chat pane reads its own stream), so the
+manager does not build a token event per token for the console."""
 _HISTORY = 120
 
 
@@ -115,7 +119,7 @@ class CoreBridge:
         """Subscribe and start the flusher thread (call once, from the app's loop)."""
         for status in self.core.manager.model_statuses():
             self._models[status.model_id] = status
-        self._sub = self.core.bus.subscribe(self._on_event)
+        self._sub = self.core.bus.subscribe(self._on_event, kinds=_KINDS)
         self._thread = threading.Thread(target=self._flush_loop, name="orin-tui-bridge", daemon=True)
         self._thread.start()
         self._wake.set()

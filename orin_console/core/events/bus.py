@@ -442,3 +442,8 @@ class EventBus:
     def subscriber_count(self) -> int:
         """How many subscriptions are open."""
         return len(self._subs)
+
+    def wants(self, kind: type[Event]) -> bool:
+        """Whether any open subscription receives events of ``kind`` (so a publisher can skip
+        building high-rate events nobody reads)."""
+        return any(issubclass(kind, sub.kinds) for sub in self._subs)

@@ -42,7 +42,7 @@ class GenerationReport:
         self.model_id = model_id
         self.request_id = request_id
         self._after = after
-        self._watched = bus.subscriber_count > 0
+        self._watched = bus.wants(TokenGenerated)  # tokens only for a subscriber that reads them
         self._pieces = 0
         self._finished = False
 
