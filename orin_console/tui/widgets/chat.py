@@ -49,6 +49,15 @@ HISTORY_LIMIT = 200
 """Prompts kept for up/down."""
 
 
+def _layout_if_resized(widget: Widget) -> None:
+    """Ask for a layout only when ``widget``'s content height changed (after an update made
+    with ``layout=False``): the answer's tail is rewritten on every burst of tokens, and each
+    layout reflows and repaints the whole screen (issue 9's event-loop stall)."""
+    width, height = widget.content_size
+    if not width or widget.get_content_height(widget.content_size, widget.content_size, width) != height:
+        widget.refresh(layout=True)
+
+
 def _ms(seconds: float | None) -> str:
     if seconds is None:
         return "TTFT –"
@@ -412,8 +421,9 @@ class ChatPane(Widget, can_focus=False):
             block = Markdown(done, classes="chat-answer", open_links=False)
             await self.query_one("#chat-log", VerticalScroll).mount(block, before=self._tail)
         if text or done:
-            self._tail.update(Text(rest.strip("\n")))
+            self._tail.update(Text(rest.strip("\n")), layout=False)
             self._tail.display = bool(rest.strip())
+            _layout_if_resized(self._tail)
 
     def _complete_blocks(self, text: str) -> str:
         """The leading part of ``text`` made of whole top-level blocks (those followed by the

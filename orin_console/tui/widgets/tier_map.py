@@ -225,8 +225,9 @@ class TierMap(Widget):
     }
     """
 
-    status: reactive[SystemStatus | None] = reactive(None, layout=True)
-    """The system status to draw (None: nothing known yet)."""
+    status: reactive[SystemStatus | None] = reactive(None)
+    """The system status to draw (None: nothing known yet). A repaint; a layout only when the
+    number of lines changes (:meth:`watch_status`)."""
     show_legend: reactive[bool] = reactive(True, layout=True)
     """Whether the glyph legend and the reserve are shown under the bars."""
 
@@ -245,6 +246,13 @@ class TierMap(Widget):
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         return len(self._lines(width))
+
+    def watch_status(self) -> None:
+        # The bridge sets a new status up to five times a second, and a layout reflows and
+        # repaints the whole screen (issue 9's event-loop stall): only when the height changes.
+        width, height = self.content_size
+        if not width or len(self._lines(width)) != height:
+            self.refresh(layout=True)
 
     def render(self) -> RenderResult:
         lines = self._lines(self.content_region.width or self.size.width)
