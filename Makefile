@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup models run lint test bench clean
+.PHONY: setup models run lint test bench clean gpu-kit
 
 setup:
 	@bash scripts/setup.sh
@@ -22,6 +22,10 @@ lint: setup
 test: models
 	@$(MAKE) --no-print-directory lint
 	@$(BIN)/python -m pytest -q
+
+# The GPU kit (gpu-kit/, git-ignored, under 64 MB) for `bash scripts/gpu_check.sh` on a GPU machine.
+gpu-kit: setup
+	@$(BIN)/python scripts/gpu_kit.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .import_linter_cache .mypy_cache .ruff_cache
