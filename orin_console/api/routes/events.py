@@ -25,7 +25,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.sse import EventSourceResponse
 
-from orin_console.api.deps import CoreDep
+from orin_console.api.deps import CoreDep, app_state
 from orin_console.api.errors import error_body
 from orin_console.api.serialize import event_to_dict
 from orin_console.core.events import kinds as event_kinds
@@ -108,17 +108,9 @@ class Shutdown:
         return event, self.on_shutdown(wake)
 
 
-_STATE_LOCK = threading.Lock()
-
-
 def shutdown_of(app: FastAPI) -> Shutdown:
     """The app's shutdown flag (made on first use)."""
-    with _STATE_LOCK:
-        flag = getattr(app.state, "orin_shutdown", None)
-        if flag is None:
-            flag = Shutdown()
-            app.state.orin_shutdown = flag
-        return flag
+    return app_state(app, "orin_shutdown", Shutdown)
 
 
 def begin_shutdown(app: FastAPI) -> None:

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from orin_console.api.deps import CoreDep
+from orin_console.api.deps import CoreDep, app_state
 from orin_console.api.errors import error_body, status_for
 from orin_console.api.schemas import (
     ERROR_RESPONSES,
@@ -120,17 +120,9 @@ class Operations:
         return out
 
 
-_TABLE_LOCK = threading.Lock()
-
-
 def operations_of(app: FastAPI) -> Operations:
     """The app's operations table (made on first use)."""
-    with _TABLE_LOCK:
-        table = getattr(app.state, "orin_operations", None)
-        if table is None:
-            table = Operations()
-            app.state.orin_operations = table
-        return table
+    return app_state(app, "orin_operations", Operations)
 
 
 # -- helpers ------------------------------------------------------------------------------------
