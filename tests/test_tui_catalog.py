@@ -165,3 +165,29 @@ def test_snapshot_catalog_sorted_by_memory(snap_compare) -> None:  # type: ignor
 
 def test_snapshot_catalog_sorted_by_id_reversed(snap_compare) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(CatalogApp(sort="id", reverse=True), terminal_size=(80, 24), run_before=_press("down", "down"))
+
+
+def test_a_figure_that_grows_widens_its_column() -> None:
+    """A model loaded after the table was drawn shows "201M", not a "201" cut to the width of
+    the "—" it replaced (a cell update must widen its column)."""
+    unloaded = model("smollm2", ModelState.UNLOADED, "disk")
+
+    class OneModel(App[None]):
+        def compose(self) -> ComposeResult:
+            yield CatalogTable()
+
+        def on_mount(self) -> None:
+            self.query_one(CatalogTable).models = (unloaded,)
+
+    async def run() -> tuple[int, int]:
+        app = OneModel()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            table = app.query_one(CatalogTable)
+            width_before = table.table.columns["mem"].content_width  # type: ignore[index]
+            table.models = (replace(unloaded, state=ModelState.READY, tier="ram", measured_bytes=201 * MB),)
+            await pilot.pause()
+            return width_before, table.table.columns["mem"].content_width  # type: ignore[index]
+
+    before, after = asyncio.run(run())
+    assert before < len("201M") <= after

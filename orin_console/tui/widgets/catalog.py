@@ -251,7 +251,7 @@ class CatalogTable(Widget, can_focus=False):
                 old = self._shown.get(mid, ())
                 for (key, *_), value, before in zip(COLUMNS, values, old or (None,) * len(values), strict=True):
                     if value != before:
-                        table.update_cell(mid, key, Text(value))
+                        table.update_cell(mid, key, Text(value), update_width=True)  # "—" grows to "201M"
         else:
             table.clear()
             for mid in order:
