@@ -8,6 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests are part of the suite, so they must be deterministic: the same examples on
+# every run and machine (a test that wants more sets its own max_examples on top of this).
+settings.register_profile("orin", derandomize=True, database=None, deadline=None)
+settings.load_profile("orin")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = REPO_ROOT / "models"
