@@ -20,7 +20,7 @@ from orin_console.api.errors import error_body, install_error_handlers
 from orin_console.api.security import DEFAULT_MAX_BODY_BYTES, BodyTooLarge, GuardMiddleware, allowed_hosts_for
 from orin_console.core import Core
 
-ROUTE_MODULES: tuple[str, ...] = ("system", "models", "generate", "events", "openai", "metrics")
+ROUTE_MODULES: tuple[str, ...] = ("system", "models", "placement", "generate", "events", "openai", "metrics")
 """``orin_console.api.routes.<name>`` modules included, in this order (a missing one is skipped
 only while the API is being built; tests check that every one is present)."""
 

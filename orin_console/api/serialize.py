@@ -37,6 +37,8 @@ from orin_console.core.events.kinds import (
 )
 from orin_console.core.manager.types import ModelStatus, SystemStatus, TierUsage
 from orin_console.core.memory.admission import Decision
+from orin_console.core.placement.optimiser import MoveOutcome
+from orin_console.core.placement.plan import Move, Plan
 from orin_console.core.telemetry.base import Sample
 from orin_console.core.text import sanitize
 
@@ -45,8 +47,9 @@ if TYPE_CHECKING:
     from orin_console.core.placement.usage import UsageRecord
 
 __all__ = [
-    "decision_to_dict", "event_to_dict", "model_info", "model_status_to_dict", "result_to_dict",
-    "sample_to_dict", "system_status_to_dict", "tier_usage_to_dict", "to_jsonable", "usage_to_dict",
+    "decision_to_dict", "event_to_dict", "model_info", "model_status_to_dict", "outcome_to_dict", "plan_to_dict",
+    "result_to_dict", "sample_to_dict", "system_status_to_dict", "tier_usage_to_dict", "to_jsonable",
+    "usage_to_dict",
 ]
 
 _MAX_DEPTH = 12
@@ -147,6 +150,42 @@ def decision_to_dict(decision: Decision) -> dict[str, Any]:
     }
 
 
+def move_to_dict(move: Move) -> dict[str, Any]:
+    """``{"model_id", "kind", "from_tier", "to_tier", "reason", "text"}`` (``text``: the move's
+    one-line ``describe()``)."""
+    return {"model_id": _text(move.model_id), "kind": move.kind, "from_tier": move.from_tier,
+            "to_tier": move.to_tier, "reason": _text(move.reason), "text": _text(move.describe())}
+
+
+def plan_to_dict(plan: Plan, current: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A placement plan: ``{"placements", "reasons", "moves", "used", "budgets", "fits", "created",
+    "policy", "explanation"}`` plus ``"current"`` (model id -> tier now) when given. ``moves`` are
+    :func:`move_to_dict` objects in the order they are safe to make."""
+    out: dict[str, Any] = {
+        "placements": {_text(k): v for k, v in plan.placements.items()},
+        "reasons": {_text(k): _text(v) for k, v in plan.reasons.items()},
+        "moves": [move_to_dict(m) for m in plan.moves],
+        "used": {str(k): int(v) for k, v in plan.used.items()},
+        "budgets": {str(k): int(v) for k, v in plan.budgets.items()},
+        "fits": {str(k): bool(v) for k, v in plan.fits.items()},
+        "created": to_jsonable(plan.created),
+        "policy": _text(plan.policy.describe()),
+        "explanation": _text(plan.explain()),
+    }
+    if current is not None:
+        out["current"] = {_text(k): v for k, v in current.items()}
+    return out
+
+
+def outcome_to_dict(outcome: MoveOutcome) -> dict[str, Any]:
+    """What happened to one move: the move's fields (:func:`move_to_dict`) with ``status``
+    (``done``, ``skipped``, ``refused`` or ``failed``), ``ok``, ``detail``, ``seconds`` and
+    ``outcome`` (the outcome's one-line ``describe()``)."""
+    return {**move_to_dict(outcome.move), "status": outcome.status, "ok": outcome.ok,
+            "detail": _text(outcome.detail), "seconds": to_jsonable(round(outcome.seconds, 3)),
+            "outcome": _text(outcome.describe())}
+
+
 def sample_to_dict(sample: Sample) -> dict[str, Any]:
     """A telemetry sample (:meth:`Sample.to_dict`, with ``age_s`` and ``stale``), JSON-safe."""
     out: dict[str, Any] = to_jsonable(sample.to_dict(), _depth=1)
@@ -212,7 +251,7 @@ def event_to_dict(event: Event) -> tuple[str, dict[str, Any]]:
     ``ModelStateChanged.status`` is a model status dict; ``TierUsageChanged.tiers`` a list of
     tier usages; ``Snapshot.status`` a system status; ``TelemetrySample.sample`` a sample;
     ``GenerationStarted.route`` is dropped (``explanation`` says it in one line);
-    ``PlanChanged.plan`` keeps its placements, reasons, moves, used and budgets;
+    ``PlanChanged.plan`` is :func:`plan_to_dict` (moves with their ``text``);
     ``TokenGenerated.text`` is the model's text as written. Every event has ``ts``.
     """
     kind = type(event).__name__
@@ -236,8 +275,9 @@ def event_to_dict(event: Event) -> tuple[str, dict[str, Any]]:
                 "explanation": _text(event.explanation) if event.explanation else None}
     elif isinstance(event, PlanChanged):
         plan = event.plan
-        data = {"plan": {name: to_jsonable(getattr(plan, name, None), _depth=1)
-                         for name in ("placements", "reasons", "moves", "used", "budgets", "created")}}
+        data = {"plan": plan_to_dict(plan) if isinstance(plan, Plan) else
+                {name: to_jsonable(getattr(plan, name, None), _depth=1)
+                 for name in ("placements", "reasons", "moves", "used", "budgets", "created")}}
     else:
         data = {f.name: to_jsonable(getattr(event, f.name), _depth=1)
                 for f in dataclasses.fields(event) if f.name != "ts"}

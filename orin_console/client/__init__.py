@@ -27,6 +27,7 @@ from orin_console.client.errors import (
     ValidationError,
 )
 from orin_console.client.inference import InferenceAPI, TextStream
+from orin_console.client.placement import ApplyResult, MoveOutcome, PlacementAPI, PlacementMove, PlacementPlan
 from orin_console.client.types import (
     AddRefusal,
     AddResult,
@@ -46,9 +47,10 @@ from orin_console.client.types import (
 )
 
 __all__ = [
-    "DEFAULT_BASE_URL", "AddRefusal", "AddResult", "AdmissionRefusedError", "AuthenticationError", "BatchFailure",
-    "BatchItem", "BusyError", "GenerationResult", "Health", "InferenceAPI", "ModelInfo", "ModelStats", "ModelsAPI",
-    "NotFoundError", "Operation", "OperationFailedError", "OrinAPIError", "OrinClient", "OrinClientError",
-    "OrinConnectionError", "OrinTimeoutError", "PermissionDeniedError", "PlanVerdict", "Routed", "ServerError",
-    "ServerEvent", "Suggestion", "SystemAPI", "SystemStatus", "TextStream", "TierInfo", "ValidationError",
+    "DEFAULT_BASE_URL", "AddRefusal", "AddResult", "AdmissionRefusedError", "ApplyResult", "AuthenticationError",
+    "BatchFailure", "BatchItem", "BusyError", "GenerationResult", "Health", "InferenceAPI", "ModelInfo",
+    "ModelStats", "ModelsAPI", "MoveOutcome", "NotFoundError", "Operation", "OperationFailedError", "OrinAPIError",
+    "OrinClient", "OrinClientError", "OrinConnectionError", "OrinTimeoutError", "PermissionDeniedError",
+    "PlacementAPI", "PlacementMove", "PlacementPlan", "PlanVerdict", "Routed", "ServerError", "ServerEvent",
+    "Suggestion", "SystemAPI", "SystemStatus", "TextStream", "TierInfo", "ValidationError",
 ]

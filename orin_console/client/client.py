@@ -15,6 +15,7 @@ import httpx
 from orin_console.client._http import Http, iter_events, sdk_version
 from orin_console.client.errors import OperationFailedError, OrinClientError, OrinTimeoutError, api_error
 from orin_console.client.inference import InferenceAPI
+from orin_console.client.placement import PlacementAPI
 from orin_console.client.types import (
     AddResult,
     Health,
@@ -233,6 +234,8 @@ class OrinClient:
         """The server: health, get_system_status."""
         self.models = ModelsAPI(self._http)
         """The catalog and the models' life cycle: list, get, add, load, move, unload, pin, plan, stats."""
+        self.placement = PlacementAPI(self._http)
+        """The usage-based placement plan: plan, apply."""
 
     async def __aenter__(self) -> OrinClient:
         await self._client.__aenter__()
