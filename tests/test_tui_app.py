@@ -277,7 +277,8 @@ def test_the_console_serves_the_api_and_its_requests_show_in_the_panes(workdir: 
     async def main() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot, lambda: logged(app, "API: serving http://127.0.0.1:"), what="the API up")
-            assert api.url is not None and str(app.query_one("#log").border_subtitle).startswith("API 127.0.0.1:")
+            subtitle = str(app.query_one("#log").border_subtitle)
+            assert api.url is not None and subtitle.startswith("in-process · API 127.0.0.1:")
             async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:  # the loop goes on
                 reply = await client.post("/quick/generate", json={"prompt": "Hello!", "max_tokens": 4})
             assert reply.status_code == 200, reply.text

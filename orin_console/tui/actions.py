@@ -18,8 +18,8 @@ from textual.worker import get_current_worker
 
 from orin_console.core.manager.types import ModelStatus, SystemStatus
 from orin_console.core.memory.admission import Decision
-from orin_console.core.service import Core
 from orin_console.core.text import sanitize
+from orin_console.tui.backend import ConsoleBackend
 from orin_console.tui.messages import PlanReady
 from orin_console.tui.screens.confirm import ConfirmScreen
 from orin_console.tui.widgets.catalog import CatalogTable
@@ -36,9 +36,9 @@ _VERB_TIER = {"load": None, "move to ram": "ram", "move to swap": "swap", "unloa
 
 class ModelActions(_AppBase):
     """The model actions of :class:`~orin_console.tui.app.OrinApp` (a mixin: the app holds
-    ``core``, ``status``, ``log_event`` and ``_live``)."""
+    ``backend``, ``status``, ``log_event`` and ``_live``)."""
 
-    core: Core
+    backend: ConsoleBackend
     status: SystemStatus | None
 
     if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class ModelActions(_AppBase):
                         thread=True, exclusive=True, exit_on_error=False)
 
     def _plan_worker(self, verb: str, model_id: str, tier: str | None) -> None:
-        decision = self.core.manager.plan(model_id, tier)
+        decision = self.backend.plan(model_id, tier)
         self.post_message(PlanReady(verb, model_id, decision.tier, decision))
 
     def on_plan_ready(self, message: PlanReady) -> None:
@@ -120,8 +120,8 @@ class ModelActions(_AppBase):
                         thread=True, exclusive=True, exit_on_error=False)
 
     def _op_worker(self, model_id: str, tier: str) -> ModelStatus | None:
-        manager = self.core.manager
-        future = manager.unload(model_id) if tier == "disk" else manager.load(model_id, tier)
+        backend = self.backend
+        future = backend.unload(model_id) if tier == "disk" else backend.load(model_id, tier)
         worker = get_current_worker()
         while True:  # the app can quit during a long load: never hold its shutdown
             try:
@@ -131,8 +131,7 @@ class ModelActions(_AppBase):
                     return None
 
     def _pin_worker(self, model_id: str) -> ModelStatus:
-        manager = self.core.manager  # read the pin here, not from a status that may lag
-        return manager.pin(model_id, not manager.catalog.get(model_id).pin)
+        return self.backend.toggle_pin(model_id)
 
     def action_load(self) -> None:
         """Load the selected model into its catalog tier (plan first)."""

@@ -1,8 +1,12 @@
 """OrinApp: the operator console (gauges, tier map, catalog, log, chat) over one core.
 
 Built by :func:`build_app`, which the CLI (``orin-console`` with no command) and the tests
-share. The app only talks to the core through :class:`~orin_console.tui.bridge.CoreBridge`
-(events in) and thread workers (calls out), so the event loop never blocks on the core:
+share. The app only talks to the core through its back end
+(:class:`~orin_console.tui.backend.ConsoleBackend`: a core in this process, or a server it is
+attached to): messages in, thread workers for calls out, so the event loop never blocks on
+the core. The log pane's subtitle says which (``in-process`` or ``attached to http://…``); an
+attached console whose server goes away says so in a banner across the top
+(``reconnecting…``) until the server is back and its new state drawn:
 
 - ``l u r s p`` act on the catalog row under the cursor (:mod:`orin_console.tui.actions`:
   admission's plan first, a confirmation before a model is taken away, then a worker per
@@ -10,7 +14,8 @@ share. The app only talks to the core through :class:`~orin_console.tui.bridge.C
 - One ``Worker.StateChanged`` handler turns any worker's error into a log line and a
   notification.
 - Quitting, SIGHUP and SIGTERM all end :meth:`OrinApp.run`; the caller then closes the core
-  (see ``orin_console.cli.console``), so no runner survives.
+  (see ``orin_console.cli.console``), so no runner survives. An attached console closes
+  nothing: the server and its models go on.
 - With ``api`` (``orin-console --serve``) the app starts the API over the same core once its
   bridge listens (so the first request already shows) and stops it when it unmounts, before
   the caller closes the core. Its requests show in the log (``api request … → model``) and,
@@ -27,11 +32,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer
+from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
 
 from orin_console.core.errors import OrinError
@@ -40,19 +46,19 @@ from orin_console.core.memory.admission import AdmissionRefused
 from orin_console.core.service import Core
 from orin_console.core.settings import Settings
 from orin_console.core.text import sanitize
-from orin_console.core.units import format_size
 from orin_console.tui import keys
 from orin_console.tui.actions import ModelActions
-from orin_console.tui.bridge import CoreBridge
+from orin_console.tui.backend import ConsoleBackend
+from orin_console.tui.backend.local import InProcessBackend
 from orin_console.tui.commands import ConsoleCommands
 from orin_console.tui.keys import ConsoleKeys
 from orin_console.tui.messages import ApiServing as ApiStarted
-from orin_console.tui.messages import LogLine, StatusUpdated, TelemetryUpdated
+from orin_console.tui.messages import BackendState, LogLine, StatusUpdated, TelemetryUpdated
 from orin_console.tui.screens.add_models import AddModelsScreen
 from orin_console.tui.screens.help import HelpScreen
 from orin_console.tui.screens.plan import PlanScreen
 from orin_console.tui.themes import DEFAULT_THEME, THEMES_DIR, load_themes
-from orin_console.tui.widgets.catalog import CatalogTable, ModelDetails, file_facts
+from orin_console.tui.widgets.catalog import CatalogTable, ModelDetails
 from orin_console.tui.widgets.chat import ChatPane
 from orin_console.tui.widgets.gauges import GaugeBar, GaugesPane
 from orin_console.tui.widgets.log import LogPane
@@ -95,11 +101,11 @@ class OrinApp(ModelActions, ConsoleKeys, App[int]):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012
     BINDINGS: ClassVar[list[BindingType]] = keys.BINDINGS
 
-    def __init__(self, core: Core, *, settings: Settings, log_path: Path | None = None,
+    def __init__(self, backend: ConsoleBackend, *, settings: Settings, log_path: Path | None = None,
                  clock: Callable[[], float] = time.time,
                  mono_clock: Callable[[], float] = time.monotonic, api: ApiServing | None = None) -> None:
         super().__init__()
-        self.core = core
+        self.backend = backend
         self.api = api
         self.settings = settings
         self.log_path = log_path
@@ -109,16 +115,19 @@ class OrinApp(ModelActions, ConsoleKeys, App[int]):
         self.handle_signals = False
         """Set by the CLI: SIGHUP and SIGTERM end the app (never in tests' own process)."""
         self.terminated_by: signal.Signals | None = None
-        self.bridge = CoreBridge(core, self)
         self.theme_names: list[str] = []
         self._pending_log: list[tuple[str, str]] = []
         self._chat: ChatPane | None = None
         self._mounted = False
+        self._api_url: str | None = None
+        self.connected = True
+        """False while an attached console's server is unreachable (the banner shows)."""
 
     # -- layout ---------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield GaugeBar(clock=self.mono_clock, id="gauge-bar")
+        yield Static(id="connection")
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield TierMap(id="tiers")
@@ -127,7 +136,7 @@ class OrinApp(ModelActions, ConsoleKeys, App[int]):
                 yield LogPane(log_path=self.log_path, clock=self.clock, id="log")
             with Vertical(id="right"):
                 yield GaugesPane(clock=self.mono_clock, id="gauges-pane")
-                yield ChatPane(self.core.engine, id="chat")
+                yield ChatPane(self.backend.chat, id="chat")
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -153,13 +162,11 @@ class OrinApp(ModelActions, ConsoleKeys, App[int]):
         for level, text in self._pending_log:
             self.log_event(level, text)
         self._pending_log.clear()
-        catalog = self.core.manager.catalog
-        self.log_event("info", f"catalog: {len(catalog.entries)} models; RAM tier "
-                               f"{format_size(self.settings.ram_budget_bytes)}, swap tier "
-                               f"{format_size(self.settings.swap_budget_bytes)}; ? for help")
-        if self.core.sampler is None:
-            self.log_event("info", "telemetry off: gauges show nothing")
-        self.bridge.start()
+        self.title = f"Orin Console · {self.backend.label}"
+        self._show_where()
+        for level, text in self.backend.startup_lines():
+            self.log_event(level, text)
+        self.backend.start(self)
         if self.api is not None:
             self._start_api(self.api)
         if self.handle_signals:
@@ -198,14 +205,33 @@ class OrinApp(ModelActions, ConsoleKeys, App[int]):
 
     def on_api_serving(self, message: ApiStarted) -> None:
         if self._live:
-            self.query_one("#log").border_subtitle = f"API {message.url.removeprefix('http://')}"
+            self._api_url = message.url
+            self._show_where()
+
+    def _show_where(self) -> None:
+        """The log pane's subtitle: which core this is (and the API it serves, if any)."""
+        where = self.backend.label
+        if self._api_url:
+            where += f" · API {self._api_url.removeprefix('http://')}"
+        self.query_one("#log").border_subtitle = where
+
+    def on_backend_state(self, message: BackendState) -> None:
+        """The attached server went away (a banner says so, and since when) or came back."""
+        if not self._live:
+            return
+        self.connected = message.connected
+        banner = self.query_one("#connection", Static)
+        banner.update(Text(message.text))
+        banner.display = not message.connected
+        if message.log:
+            self.log_event("info" if message.connected else "warning", message.text)
 
     def on_unmount(self) -> None:
         if self._chat is not None:
             self._chat.stop()  # a generation ends within one token: its worker can finish
         if self.api is not None:
             self.api.stop()  # open streams end (ShuttingDown); before the caller closes the core
-        self.bridge.stop()
+        self.backend.stop()
 
     @property
     def _live(self) -> bool:
@@ -231,7 +257,7 @@ class OrinApp(ModelActions, ConsoleKeys, App[int]):
         table = self.query_one(CatalogTable)
         if message.catalog is not None and message.catalog is not table.catalog:
             table.catalog = message.catalog
-            self.run_worker(partial(file_facts, message.catalog), name="read file facts",
+            self.run_worker(partial(self.backend.file_facts, message.catalog), name="read file facts",
                             group="file-facts", thread=True, exclusive=True, exit_on_error=False)
         table.usage = message.usage
         table.models = status.models
@@ -304,11 +330,11 @@ class OrinApp(ModelActions, ConsoleKeys, App[int]):
 
     def action_add(self) -> None:
         """Add models from a file or a folder."""
-        self.push_screen(AddModelsScreen(self.core))
+        self.push_screen(AddModelsScreen(self.backend))
 
     def action_plan(self) -> None:
         """Show the placement plan (and apply it from there)."""
-        self.push_screen(PlanScreen(self.core))
+        self.push_screen(PlanScreen(self.backend))
 
     # -- worker errors --------------------------------------------------------------------
 
@@ -334,13 +360,15 @@ class OrinApp(ModelActions, ConsoleKeys, App[int]):
                     self.log_event("error", f"{sanitize(worker.name)}: {sanitize(result.error or 'failed')}")
 
 
-def build_app(core: Core, *, settings: Settings, log_path: Path | None = None,
+def build_app(core: Core | ConsoleBackend, *, settings: Settings, log_path: Path | None = None,
               clock: Callable[[], float] = time.time,
               mono_clock: Callable[[], float] = time.monotonic, api: ApiServing | None = None) -> OrinApp:
-    """The console over a started ``core`` (the CLI and the tests build it here).
+    """The console over a started ``core``, or over a back end (the CLI and the tests build it here).
 
     Args:
-        core: the core (started by the caller, who closes it after ``app.run()`` returns).
+        core: the core (started by the caller, who closes it after ``app.run()`` returns), or
+            a :class:`~orin_console.tui.backend.ConsoleBackend` (an attached console's
+            :class:`~orin_console.tui.backend.remote.RemoteBackend`).
         settings: theme, keymap and budgets to show.
         log_path: the log file (default: ``console.log`` in the state folder).
         clock: wall-clock seconds for the log's timestamps (tests pass a fixed clock).
@@ -349,4 +377,5 @@ def build_app(core: Core, *, settings: Settings, log_path: Path | None = None,
             when it ends (``orin-console --serve``).
     """
     path = log_path if log_path is not None else settings.state_dir / "console.log"
-    return OrinApp(core, settings=settings, log_path=path, clock=clock, mono_clock=mono_clock, api=api)
+    backend = InProcessBackend(core) if isinstance(core, Core) else core
+    return OrinApp(backend, settings=settings, log_path=path, clock=clock, mono_clock=mono_clock, api=api)

@@ -13,13 +13,17 @@ thread-safe. Nothing here touches a widget.
   changes, failures with their reason, refused catalog edits, telemetry fallbacks and their
   fix, placement-plan changes, generations from other front ends (the API).
 
-A remote back end would be another class with the same ``start``/``stop`` and messages.
+:class:`EventRelay` is the part both back ends share (events in, messages out, coalesced);
+:class:`CoreBridge` feeds it from the core's bus and reads the status from the manager, the
+remote back end (:mod:`orin_console.tui.backend.remote`) feeds it the server's events rebuilt as
+core events and reads the status it keeps from them.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from orin_console.core.events.kinds import (
@@ -36,7 +40,7 @@ from orin_console.core.events.kinds import (
     TelemetrySourceChanged,
     TierUsageChanged,
 )
-from orin_console.core.manager.types import ModelState, ModelStatus
+from orin_console.core.manager.types import ModelState, ModelStatus, SystemStatus
 from orin_console.core.text import sanitize
 from orin_console.core.units import format_size
 from orin_console.tui.messages import LogLine, StatusUpdated, TelemetryUpdated
@@ -44,7 +48,9 @@ from orin_console.tui.messages import LogLine, StatusUpdated, TelemetryUpdated
 if TYPE_CHECKING:
     from textual.app import App
 
+    from orin_console.core.catalog.store import Catalog
     from orin_console.core.events.bus import Subscription
+    from orin_console.core.placement.usage import UsageRecord
     from orin_console.core.service import Core
 
 _STATUS_EVENTS = (ModelStateChanged, TierUsageChanged, LoadProgress, CatalogChanged, Snapshot,
@@ -88,17 +94,18 @@ def describe_state(status: ModelStatus, previous: ModelStatus | None) -> tuple[s
     return None  # pragma: no cover - every state is matched above
 
 
-class CoreBridge:
-    """Bridges ``core.bus`` to ``app`` (see the module docstring).
+class EventRelay:
+    """Core events in, console messages out, coalesced (see the module docstring).
+
+    Feed it with :meth:`on_event` from any one thread; :meth:`read_status` (a subclass's)
+    gives the status a flush posts.
 
     Args:
-        core: the started core.
         app: the Textual app receiving the messages.
         min_interval_s: the least time between two status (or telemetry) messages.
     """
 
-    def __init__(self, core: Core, app: App[Any], *, min_interval_s: float = 0.2) -> None:
-        self.core = core
+    def __init__(self, app: App[Any], *, min_interval_s: float = 0.2) -> None:
         self.app = app
         self.min_interval_s = min_interval_s
         self._wake = threading.Event()
@@ -110,37 +117,47 @@ class CoreBridge:
         self._history: list[Any] = []
         self._models: dict[str, ModelStatus] = {}
         self._progress_step: dict[str, int] = {}
-        self._sub: Subscription | None = None
         self._thread: threading.Thread | None = None
+        self.own_requests: set[str] = set()
+        """Request ids this console sent through the API (not logged as another front end's)."""
 
-    # -- life cycle ---------------------------------------------------------------------------
+    def read_status(self) -> tuple[SystemStatus, Catalog | None, Mapping[str, UsageRecord]]:
+        """The status, catalog and usage to post (called on the flusher's thread)."""
+        raise NotImplementedError  # pragma: no cover - each back end reads its own
 
-    def start(self) -> None:
-        """Subscribe and start the flusher thread (call once, from the app's loop)."""
-        for status in self.core.manager.model_statuses():
-            self._models[status.model_id] = status
-        self._sub = self.core.bus.subscribe(self._on_event, kinds=_KINDS)
+    def start_flusher(self) -> None:
+        """Start the flusher thread."""
+        self._stopping.clear()
         self._thread = threading.Thread(target=self._flush_loop, name="orin-tui-bridge", daemon=True)
         self._thread.start()
         self._wake.set()
 
-    def stop(self) -> None:
-        """Unsubscribe and stop the flusher (safe to call twice)."""
+    def stop_flusher(self) -> None:
+        """Stop the flusher (safe to call twice)."""
         self._stopping.set()
         self._wake.set()
-        if self._sub is not None:
-            self._sub.close()
-            self._sub = None
         if self._thread is not None:
             self._thread.join(timeout=2.0)
             self._thread = None
+
+    def mark_dirty(self) -> None:
+        """The status changed: post a new one at the next flush."""
+        with self._lock:
+            self._status_dirty = True
+        self._wake.set()
+
+    def forget_models(self, statuses: Iterable[ModelStatus]) -> None:
+        """Start over from ``statuses`` (a snapshot): the next state changes are logged against these."""
+        self._models = {s.model_id: s for s in statuses}
+        self._progress_step.clear()
 
     # -- the bus's thread ---------------------------------------------------------------------
 
     def _log(self, level: str, text: str, *, notify: bool = False) -> None:
         self.app.post_message(LogLine(level, text, notify=notify))
 
-    def _on_event(self, event: Event) -> None:
+    def on_event(self, event: Event) -> None:
+        """One core event (from the bus's thread, or the remote back end's)."""
         if isinstance(event, _STATUS_EVENTS):
             with self._lock:
                 self._status_dirty = True
@@ -172,7 +189,8 @@ class CoreBridge:
             self._on_plan(event.plan)
         elif isinstance(event, CatalogChanged):
             self._log("info", f"catalog reloaded: {len(event.model_ids)} models")
-        elif isinstance(event, GenerationStarted) and event.source != "tui":
+        elif isinstance(event, GenerationStarted) and event.source != "tui" \
+                and event.request_id not in self.own_requests:
             self._log("info", f"{_clean(event.source)} request {_clean(event.request_id)} → "
                               f"{_clean(event.model_id)}")
         elif isinstance(event, GenerationFinished):
@@ -229,13 +247,44 @@ class CoreBridge:
             history = tuple(self._history)
             note = self._source_note
         if status_dirty:
-            manager = self.core.manager
             try:
-                status = manager.status()
-                catalog, usage = manager.catalog, manager.usage.snapshot()
+                status, catalog, usage = self.read_status()
             except Exception as exc:  # noqa: BLE001 - a closing manager must not kill the bridge
                 self._log("warning", f"status unavailable: {sanitize(str(exc))}")
             else:
                 self.app.post_message(StatusUpdated(status, catalog, usage))
         if sample is not None:
             self.app.post_message(TelemetryUpdated(sample, history, note))
+
+
+class CoreBridge(EventRelay):
+    """Bridges ``core.bus`` to ``app`` (see the module docstring).
+
+    Args:
+        core: the started core.
+        app: the Textual app receiving the messages.
+        min_interval_s: the least time between two status (or telemetry) messages.
+    """
+
+    def __init__(self, core: Core, app: App[Any], *, min_interval_s: float = 0.2) -> None:
+        super().__init__(app, min_interval_s=min_interval_s)
+        self.core = core
+        self._sub: Subscription | None = None
+
+    def start(self) -> None:
+        """Subscribe and start the flusher thread (call once, from the app's loop)."""
+        self.forget_models(self.core.manager.model_statuses())
+        self._sub = self.core.bus.subscribe(self.on_event, kinds=_KINDS)
+        self.start_flusher()
+
+    def stop(self) -> None:
+        """Unsubscribe and stop the flusher (safe to call twice)."""
+        self._stopping.set()
+        if self._sub is not None:
+            self._sub.close()
+            self._sub = None
+        self.stop_flusher()
+
+    def read_status(self) -> tuple[SystemStatus, Catalog | None, Mapping[str, UsageRecord]]:
+        manager = self.core.manager
+        return manager.status(), manager.catalog, manager.usage.snapshot()

@@ -91,3 +91,20 @@ class ApiServing(Message):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = url
+
+
+class BackendState(Message):
+    """An attached console lost its server (``connected`` False: the console shows that it is
+    reconnecting and since when) or has it again (its new state follows as a StatusUpdated).
+
+    Attributes:
+        connected: whether the server answers now.
+        text: what to show, already sanitised.
+        log: also write it in the log (the first failure and the reconnection, not every retry).
+    """
+
+    def __init__(self, connected: bool, text: str, *, log: bool = False) -> None:
+        super().__init__()
+        self.connected = connected
+        self.text = text
+        self.log = log

@@ -2,9 +2,9 @@
 validation by the bounded GGUF reader and its predicted memory, then the catalog write.
 
 Nothing is written until the operator confirms: choosing a file only reads its header (and
-the catalog); ``Add`` calls ``core.manager.add_models(path)``, which validates again under the
-catalog's lock. The dialog dismisses with the :class:`~orin_console.core.catalog.add.AddResult`,
-or None on cancel.
+the catalog); ``Add`` calls the back end's ``add(path)`` (in process ``manager.add_models``,
+attached ``POST /models/add``), which validates again under the catalog's lock. The dialog
+dismisses with the :class:`~orin_console.core.catalog.add.AddResult`, or None on cancel.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from orin_console.core.memory.admission import AdmissionRequest, Decision
 from orin_console.core.memory.prediction import Prediction
 from orin_console.core.text import sanitize, sanitize_path
 from orin_console.core.units import format_size
+from orin_console.tui.backend import NotSupported, backend_of
 
 __all__ = ["AddModelsScreen", "FileVerdict", "GGUFTree", "Verdict", "check_path", "gguf_paths"]
 
@@ -143,7 +144,8 @@ class AddModelsScreen(ModalScreen[AddResult | None]):
     | ctrl+s | `add` | Add the checked files to the catalog. |
 
     Args:
-        core: the core (``core.manager`` is used).
+        backend: the console's back end (:class:`~orin_console.tui.backend.ConsoleBackend`)
+            or a core (wrapped in an in-process back end).
         start: the folder the browser opens at (default: the catalog's folder).
     """
 
@@ -185,14 +187,14 @@ class AddModelsScreen(ModalScreen[AddResult | None]):
             self.result = result
             self.error = error
 
-    def __init__(self, core: Any, *, start: Path | None = None) -> None:
+    def __init__(self, backend: Any, *, start: Path | None = None) -> None:
         super().__init__()
-        self._core = core
+        self._backend = backend_of(backend)
         self._start = start
         self._verdict: Verdict | None = None
 
     def compose(self) -> ComposeResult:
-        start = self._start or self._core.manager.catalog.path.parent
+        start = self._start or self._backend.add_folder
         with Vertical(id="add-dialog"):
             yield Static("Add models: a .gguf file or a folder (enter checks it)", id="add-title")
             yield Input(placeholder="path to a .gguf file or a folder", id="add-path", compact=True)
@@ -240,7 +242,7 @@ class AddModelsScreen(ModalScreen[AddResult | None]):
     @work(thread=True, exclusive=True, group="add-check", exit_on_error=False, description="validate GGUF files")
     def _check(self, path: Path) -> None:
         try:
-            verdict = check_path(self._core.manager, path)
+            verdict = self._backend.add_preview(path)
         except Exception as exc:  # noqa: BLE001 - shown in the dialog, never a crash
             verdict = Verdict(path, (), (), f"{type(exc).__name__}: {exc}")
         self.post_message(self.Checked(verdict))
@@ -280,8 +282,8 @@ class AddModelsScreen(ModalScreen[AddResult | None]):
     @work(thread=True, exclusive=True, group="add-write", exit_on_error=False, description="add models to the catalog")
     def _add(self, path: Path) -> None:
         try:
-            result, error = self._core.manager.add_models(path), None
-        except OrinError as exc:
+            result, error = self._backend.add(path), None
+        except (OrinError, NotSupported) as exc:
             result, error = None, str(exc)
         self.post_message(self.Added(result, error))
 

@@ -1,17 +1,17 @@
 """The placement plan: where the optimiser would put every model and why, the moves from
 where they are now, and applying them move by move with progress.
 
-The plan comes from the optimiser (``core.optimiser.run_once()``, which computes and
-publishes it; when auto-optimise is on, that round would also apply it unasked, so the
-screen then shows its latest plan, or a fresh ``plan_for``). Applying runs in a thread
-worker, one move at a time through the core's own
-:func:`~orin_console.core.placement.optimiser.apply` (which re-checks each move and goes
-through admission); a plan that would unload a model asks first.
+The plan comes from the back end (:meth:`~orin_console.tui.backend.ConsoleBackend.placement_plan`:
+in process, the optimiser's ``run_once()``, which computes and publishes it; when
+auto-optimise is on, that round would also apply it unasked, so the screen then shows its
+latest plan, or a fresh ``plan_for``; attached, the server's ``GET /placement/plan``).
+Applying runs in a thread worker, one move at a time through the back end's ``apply_move``
+(the core's own :func:`~orin_console.core.placement.optimiser.apply`, which re-checks each
+move and goes through admission); a plan that would unload a model asks first.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -24,26 +24,14 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from orin_console.core.placement.optimiser import MoveOutcome, apply, current_tier, plan_for
+from orin_console.core.placement.optimiser import MoveOutcome
 from orin_console.core.placement.plan import Plan
 from orin_console.core.text import sanitize
 from orin_console.core.tier import LOADED_TIERS
 from orin_console.core.units import format_size
+from orin_console.tui.backend import backend_of
 
-__all__ = ["PlanScreen", "describe_plan", "fetch_plan"]
-
-
-def fetch_plan(core: Any) -> tuple[Plan, dict[str, str]]:
-    """The plan to show and where each model is now. Blocking: run it in a worker."""
-    optimiser = core.optimiser
-    if optimiser is None:
-        plan = plan_for(core.manager)
-    elif not optimiser.enabled:
-        plan, _ = optimiser.run_once()  # computes and publishes; applies nothing
-    else:
-        plan = optimiser.latest or plan_for(core.manager, policy=optimiser.policy)
-    now = {status.model_id: current_tier(status) for status in core.manager.model_statuses()}
-    return plan, now
+__all__ = ["PlanScreen", "describe_plan"]
 
 
 def describe_plan(plan: Plan, now: dict[str, str]) -> Text:
@@ -79,7 +67,8 @@ class PlanScreen(ModalScreen[list[MoveOutcome] | None]):
     | escape | `close` | Close (a running apply goes on in the background). |
 
     Args:
-        core: the core (``core.manager`` and ``core.optimiser``).
+        backend: the console's back end (:class:`~orin_console.tui.backend.ConsoleBackend`)
+            or a core (wrapped in an in-process back end).
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -132,9 +121,9 @@ class PlanScreen(ModalScreen[list[MoveOutcome] | None]):
             super().__init__()
             self.outcomes = outcomes
 
-    def __init__(self, core: Any) -> None:
+    def __init__(self, backend: Any) -> None:
         super().__init__()
-        self._core = core
+        self._backend = backend_of(backend)
         self.plan: Plan | None = None
         self.outcomes: list[MoveOutcome | None] = []
 
@@ -155,7 +144,7 @@ class PlanScreen(ModalScreen[list[MoveOutcome] | None]):
     @work(thread=True, exclusive=True, group="plan-fetch", exit_on_error=False, description="compute the plan")
     def _fetch(self) -> None:
         try:
-            plan, now = fetch_plan(self._core)
+            plan, now = self._backend.placement_plan()
         except Exception as exc:  # noqa: BLE001 - shown on the screen
             self.post_message(self.Fetched(None, {}, f"{type(exc).__name__}: {exc}"))
             return
@@ -257,7 +246,10 @@ class PlanScreen(ModalScreen[list[MoveOutcome] | None]):
         outcomes: list[MoveOutcome] = []
         for index, move in enumerate(plan.moves):
             self.post_message(self.Progress(index, None))
-            (outcome,) = apply(self._core.manager, replace(plan, moves=(move,)))
+            try:
+                outcome = self._backend.apply_move(plan, move)
+            except Exception as exc:  # noqa: BLE001 - shown as the move's outcome, never a crash
+                outcome = MoveOutcome(move, "failed", sanitize(str(exc)) or type(exc).__name__)
             outcomes.append(outcome)
             self.post_message(self.Progress(index, outcome))
         self.post_message(self.Applied(outcomes))
@@ -278,3 +270,4 @@ class PlanScreen(ModalScreen[list[MoveOutcome] | None]):
         done = sum(o.ok for o in message.outcomes)
         klass = "" if done == len(message.outcomes) else "-failed"
         self._status(f"applied: {done} of {len(message.outcomes)} moves done (esc closes, r recomputes)", klass)
+

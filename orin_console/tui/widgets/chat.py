@@ -128,7 +128,8 @@ class ChatPane(Widget, can_focus=False):
     | ctrl+n | `cycle_preferred` | Next preferred model (manual: the model; hybrid: preferred). |
 
     Args:
-        engine: the core's engine (``core.engine``).
+        engine: the back end's chat engine (:class:`~orin_console.tui.backend.ChatEngine`:
+            ``stream_quick`` and ``catalog_ids``), or the core's engine itself.
         params: generation parameters for every answer (``max_tokens``, ``temperature``...).
     """
 
@@ -320,8 +321,13 @@ class ChatPane(Widget, can_focus=False):
 
     def action_cycle_preferred(self) -> None:
         """Cycle the preferred model through the catalog (and none)."""
-        catalog = getattr(getattr(self._engine, "manager", None), "catalog", None)
-        ids: list[str | None] = [None, *(entry.id for entry in catalog or ())]
+        catalog_ids = getattr(self._engine, "catalog_ids", None)
+        if callable(catalog_ids):
+            known: list[str] = list(catalog_ids())
+        else:  # a bare engine (tests): its manager's catalog
+            catalog = getattr(getattr(self._engine, "manager", None), "catalog", None)
+            known = [entry.id for entry in catalog or ()]
+        ids: list[str | None] = [None, *known]
         at = ids.index(self.preferred) if self.preferred in ids else 0
         self.preferred = ids[(at + 1) % len(ids)]
 
