@@ -19,7 +19,9 @@ lint: setup
 	@$(BIN)/ruff check .
 	@$(BIN)/mypy
 
+# The browser test (tests/test_web_console.py) drives Debian's chromium: installed here if missing.
 test: models
+	@bash scripts/setup_browser.sh
 	@$(MAKE) --no-print-directory lint
 	@$(BIN)/python -m pytest -q
 
