@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import stat
 import tempfile
 import time
@@ -29,11 +30,13 @@ from orin_console.core.units import MB, format_size
 __all__ = [
     "CONFIG_FILE_LIMIT",
     "STATE_FILE_LIMIT",
+    "FileSaveError",
     "atomic_write_text",
     "exclusive_lock",
     "lock_path",
     "read_regular_file",
     "read_text_file",
+    "remove_stale_temp_files",
 ]
 
 CONFIG_FILE_LIMIT: Final = 1 * MB
@@ -149,7 +152,46 @@ def _real_target(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.realpath(path))
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
+class FileSaveError(OrinError, OSError):
+    """A file could not be saved (disk full, read-only file system, no permission...).
+
+    An :class:`OrinError` (front ends show its message, the CLI exits with status 2) and an
+    :class:`OSError` (code that already treats a failed save as an ``OSError`` keeps working);
+    ``errno`` is the system's error number. The file on disk is unchanged when it is raised.
+    """
+
+    def __init__(self, message: str, errno_: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+
+_SAVE_FIXES: Final = {
+    errno.ENOSPC: "no space left on the file system that holds {folder}; free some space there "
+                  "(or put the {what} on another file system) and retry",
+    errno.EDQUOT: "the disk quota for {folder} is used up; free some space or raise the quota, then retry",
+    errno.EROFS: "{folder} is on a read-only file system; remount it read-write or put the {what} elsewhere",
+    errno.EACCES: "no permission to write in {folder}; check the folder's owner and permissions",
+    errno.EPERM: "the system does not permit writing in {folder}; check the folder's owner and permissions",
+    errno.EFBIG: "the file system that holds {folder} refuses a file this large",
+}
+
+
+def _save_error(path: str | os.PathLike[str], folder: Path, what: str, exc: OSError) -> FileSaveError:
+    problem = exc.strerror or str(exc)
+    fix = _SAVE_FIXES.get(exc.errno or 0)
+    code = errno.errorcode.get(exc.errno or 0)
+    detail = f"{problem} ({code})" if code else problem
+    advice = fix.format(folder=sanitize_path(folder), what=what) if fix else "check the folder and retry"
+    return FileSaveError(
+        f"{sanitize_path(path)}: cannot save the {what}: {detail}; {advice}. "
+        f"The {what} on disk is unchanged (nothing was lost).",
+        exc.errno,
+    )
+
+
+def atomic_write_text(
+    path: str | os.PathLike[str], text: str, encoding: str = "utf-8", *, what: str = "file", locked: bool = False
+) -> None:
     """Replace ``path`` with ``text`` so that a crash leaves either the old or the new file.
 
     When ``path`` is a symbolic link, its target is replaced and the link stays a link
@@ -162,11 +204,25 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
         path: the file to replace (created when absent).
         text: the complete new contents.
         encoding: text encoding.
+        what: the file in the operator's words, for messages (``"catalog"``).
+        locked: the caller holds :func:`exclusive_lock` on ``path`` (as every writer of the
+            catalog does): temp files that killed saves left behind are removed first (see
+            :func:`remove_stale_temp_files`), so they cannot pile up.
+
+    Raises:
+        FileSaveError: the temp file could not be created, written, synced or renamed (a full
+            disk, a read-only file system...): the message names the problem and the fix; the
+            old file is untouched and the temp file is removed.
     """
     target = _real_target(path)
     folder = target.parent
     data = text.encode(encoding)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    if locked:
+        remove_stale_temp_files(target)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise _save_error(path, folder, what, exc) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -177,15 +233,46 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
         except FileNotFoundError:
             os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, target)
-    except BaseException:
-        with suppress(FileNotFoundError):
+    except BaseException as exc:
+        with suppress(OSError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError):
+            raise _save_error(path, folder, what, exc) from None
         raise
-    dir_fd = os.open(folder, os.O_RDONLY)
+    # The new file is in place; a folder that cannot be synced (some file systems refuse
+    # fsync on a directory) only weakens the guarantee against a power cut.
+    with suppress(OSError):
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def remove_stale_temp_files(path: str | os.PathLike[str]) -> int:
+    """Remove the temp files that interrupted saves of ``path`` left beside its real target.
+
+    :func:`atomic_write_text` removes its temp file on every error, but a process killed
+    during a save (SIGKILL, a power cut) leaves ``.NAME.XXXXXXXX.tmp`` behind, one per kill.
+    Call this only while holding :func:`exclusive_lock` on ``path``: every writer of the file
+    holds that lock, so any such file is an orphan. Files that cannot be removed are left.
+
+    Returns:
+        How many were removed.
+    """
+    target = _real_target(path)
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]{{8}}\.tmp")
+    removed = 0
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        names = os.listdir(target.parent)
+    except OSError:
+        return 0
+    for name in names:
+        if pattern.fullmatch(name):
+            with suppress(OSError):
+                os.unlink(target.parent / name)
+                removed += 1
+    return removed
 
 
 def lock_path(path: str | os.PathLike[str]) -> Path:
