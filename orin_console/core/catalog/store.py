@@ -312,7 +312,7 @@ class CatalogStore:
                     return fresh
                 new_text = tomlkit.dumps(doc)
                 catalog = parse_catalog(new_text, self.path)
-                atomic_write_text(self.path, new_text)
+                atomic_write_text(self.path, new_text, what="catalog", locked=True)
                 self._current, self._stamp = catalog, self._file_stamp()
                 return catalog
 
