@@ -202,9 +202,12 @@ def test_a_model_id_is_one_path_segment() -> None:
         paths.append(request.url.raw_path.decode())
         return error(404, "CatalogError", "unknown model")
 
-    with pytest.raises(NotFoundError):
+    with pytest.raises(ValueError, match="model_id: '../system/status' is not a catalog id"):
         run(lambda c: c.models.get("../system/status"), handler)
-    assert paths == ["/models/..%2Fsystem%2Fstatus"]
+    assert paths == []  # refused before anything was sent
+    with pytest.raises(NotFoundError):
+        run(lambda c: c.models.get("qwen2.5-0.5b_q4"), handler)
+    assert paths == ["/models/qwen2.5-0.5b_q4"]
 
 
 def test_batch_gives_results_and_failures_in_order() -> None:

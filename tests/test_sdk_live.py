@@ -180,9 +180,11 @@ def test_model_operations_end_to_end(live: Live, workdir: Path) -> None:
             assert missing.value.status == 404 and missing.value.type == "CatalogError"
             with pytest.raises(NotFoundError):
                 await client.models.operation("op-nope")
-            with pytest.raises(ValidationError) as bad_tier:
-                await client.models.load("alpha", "attic")
-            assert bad_tier.value.field == "tier"
+            with pytest.raises(ValueError, match="tier must be one of 'ram', 'swap', not 'attic'"):
+                await client.models.load("alpha", "attic")  # refused before sending
+            with pytest.raises(ValidationError) as bad_id:  # the server's own check, through the SDK
+                await client.models.add(str(workdir / "incoming" / "gamma.gguf"), id="gamma")
+            assert bad_id.value.status == 422 and "already in the catalog" in str(bad_id.value)
 
     asyncio.run(main())
 
@@ -209,10 +211,12 @@ def test_a_refused_load_raises_with_the_reasons_and_suggestions(workdir: Path) -
 def test_errors_from_the_server_carry_its_answer(live: Live) -> None:
     async def main() -> None:
         async with OrinClient(live.url) as client:
-            with pytest.raises(ValidationError) as too_many:
-                await client.inference.quick_generate("x", max_tokens=10**9)
-            assert too_many.value.status == 422 and too_many.value.field == "max_tokens"
-            with pytest.raises(ValidationError, match="mode"):
+            with pytest.raises(ValueError, match="max_tokens must be from 1 to 131072"):
+                await client.inference.quick_generate("x", max_tokens=10**9)  # refused before sending
+            with pytest.raises(ValidationError) as too_many:  # within the API's bound, over the model's context
+                await client.inference.quick_generate("x", max_tokens=100_000)
+            assert too_many.value.status == 422 and "max_tokens" in str(too_many.value)
+            with pytest.raises(ValueError, match="mode must be one of"):
                 await client.inference.generate("x", mode="telepathic")
             with pytest.raises(NotFoundError):
                 await client.inference.chat("Hi", model="nope")

@@ -94,6 +94,8 @@ class AddModelRequest(Strict):
                                                      "when it has a chat template, else completion).")
     tier: TierName | None = Field(None, description="Preferred tier (default swap).")
     context: ContextSize | None = Field(None, description="Context size in tokens.")
+    dry_run: bool = Field(False, description="Only say what would be added (entries, refusals, admission per "
+                                             "tier): 200 with an AddPreview; the catalog is not written.")
 
 
 class LoadRequest(Strict):
@@ -335,6 +337,35 @@ class PlanResponse(BaseModel):
     strategy: str | None
     frees: int = 0
     from_tier: str | None = None
+
+
+class ProposedModel(BaseModel):
+    """A file ``POST /models/add`` would add: its proposed entry, header facts, predicted memory
+    and admission's verdict for each loaded tier now."""
+
+    id: str
+    path: str = Field(description="The path as the catalog would store it.")
+    file: str = Field(description="The file's real path.")
+    tasks: list[str]
+    tier: str = Field(description="The catalog tier it would get.")
+    context: int
+    load_tier: str = Field(description="Where a load without a named tier would go.")
+    header: dict[str, Any] = Field(description="`version`, `architecture`, `quantization`, `n_params`, "
+                                               "`file_size`, `context_length`, `chat_template` (bool).")
+    prediction: dict[str, Any] | None = Field(description="`tier`, `total_bytes`, `text` for `load_tier`.")
+    problem: str | None = None
+    admission: dict[str, PlanResponse] = Field(description="Tier (`ram`, `swap`) -> admission's verdict now.")
+    fits: dict[str, bool] = Field(description="Tier -> whether a load there would be admitted now.")
+
+
+class AddPreview(BaseModel):
+    """``POST /models/add`` with ``dry_run``: what would be added; nothing is written."""
+
+    dry_run: Literal[True]
+    path: str
+    addable: bool = Field(description="At least one file would be added.")
+    entries: list[ProposedModel]
+    refused: list[Refused]
 
 
 class PlacementMove(BaseModel):

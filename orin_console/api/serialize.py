@@ -40,15 +40,16 @@ from orin_console.core.memory.admission import Decision
 from orin_console.core.placement.optimiser import MoveOutcome
 from orin_console.core.placement.plan import Move, Plan
 from orin_console.core.telemetry.base import Sample
-from orin_console.core.text import sanitize
+from orin_console.core.text import sanitize, sanitize_path
 
 if TYPE_CHECKING:
     from orin_console.core.catalog.store import CatalogEntry
+    from orin_console.core.manager.preview import Verdict
     from orin_console.core.placement.usage import UsageRecord
 
 __all__ = [
     "decision_to_dict", "event_to_dict", "model_info", "model_status_to_dict", "outcome_to_dict", "plan_to_dict",
-    "result_to_dict", "sample_to_dict", "system_status_to_dict", "tier_usage_to_dict", "to_jsonable",
+    "preview_to_dict", "result_to_dict", "sample_to_dict", "system_status_to_dict", "tier_usage_to_dict", "to_jsonable",
     "usage_to_dict",
 ]
 
@@ -184,6 +185,32 @@ def outcome_to_dict(outcome: MoveOutcome) -> dict[str, Any]:
     return {**move_to_dict(outcome.move), "status": outcome.status, "ok": outcome.ok,
             "detail": _text(outcome.detail), "seconds": to_jsonable(round(outcome.seconds, 3)),
             "outcome": _text(outcome.describe())}
+
+
+def preview_to_dict(verdict: Verdict) -> dict[str, Any]:
+    """What adding a path would do (``Manager.preview_add``): ``{"dry_run": true, "path",
+    "addable", "entries": [ProposedModel], "refused": [{"path", "reason"}]}``; each entry is its
+    proposed catalog fields, ``file``, ``load_tier``, ``header``, ``prediction``, ``problem``,
+    ``admission`` (tier -> :func:`decision_to_dict`) and ``fits`` (tier -> bool)."""
+    entries = []
+    for item in verdict.accepted:
+        entry, info, pred = item.entry, item.info, item.prediction
+        entries.append({
+            "id": _text(entry.id), "path": sanitize_path(entry.path), "file": sanitize_path(item.file),
+            "tasks": [str(t) for t in entry.tasks], "tier": str(entry.tier), "context": entry.context,
+            "load_tier": pred.tier if pred is not None else str(entry.tier),
+            "header": {"version": info.version, "architecture": _text(info.architecture),
+                       "quantization": _text(info.quantization), "n_params": info.n_params,
+                       "file_size": info.file_size, "context_length": info.context_length,
+                       "chat_template": info.chat_template is not None},
+            "prediction": None if pred is None else {"tier": pred.tier, "total_bytes": pred.total,
+                                                     "text": _text(pred.describe())},
+            "problem": _text(item.problem) if item.problem else None,
+            "admission": {tier: decision_to_dict(d) for tier, d in item.decisions.items()},
+            "fits": {tier: d.ok for tier, d in item.decisions.items()},
+        })
+    return {"dry_run": True, "path": sanitize_path(verdict.path), "addable": verdict.addable, "entries": entries,
+            "refused": [{"path": sanitize_path(r.path), "reason": _text(r.reason)} for r in verdict.refused]}
 
 
 def sample_to_dict(sample: Sample) -> dict[str, Any]:

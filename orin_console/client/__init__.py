@@ -29,6 +29,7 @@ from orin_console.client.errors import (
 from orin_console.client.inference import InferenceAPI, TextStream
 from orin_console.client.placement import ApplyResult, MoveOutcome, PlacementAPI, PlacementMove, PlacementPlan
 from orin_console.client.types import (
+    AddPreview,
     AddRefusal,
     AddResult,
     BatchFailure,
@@ -39,6 +40,7 @@ from orin_console.client.types import (
     ModelStats,
     Operation,
     PlanVerdict,
+    ProposedModel,
     Routed,
     ServerEvent,
     Suggestion,
@@ -47,10 +49,11 @@ from orin_console.client.types import (
 )
 
 __all__ = [
-    "DEFAULT_BASE_URL", "AddRefusal", "AddResult", "AdmissionRefusedError", "ApplyResult", "AuthenticationError",
-    "BatchFailure", "BatchItem", "BusyError", "GenerationResult", "Health", "InferenceAPI", "ModelInfo",
-    "ModelStats", "ModelsAPI", "MoveOutcome", "NotFoundError", "Operation", "OperationFailedError", "OrinAPIError",
-    "OrinClient", "OrinClientError", "OrinConnectionError", "OrinTimeoutError", "PermissionDeniedError",
-    "PlacementAPI", "PlacementMove", "PlacementPlan", "PlanVerdict", "Routed", "ServerError", "ServerEvent",
-    "Suggestion", "SystemAPI", "SystemStatus", "TextStream", "TierInfo", "ValidationError",
+    "DEFAULT_BASE_URL", "AddPreview", "AddRefusal", "AddResult", "AdmissionRefusedError", "ApplyResult",
+    "AuthenticationError", "BatchFailure", "BatchItem", "BusyError", "GenerationResult", "Health", "InferenceAPI",
+    "ModelInfo", "ModelStats", "ModelsAPI", "MoveOutcome", "NotFoundError", "Operation", "OperationFailedError",
+    "OrinAPIError", "OrinClient", "OrinClientError", "OrinConnectionError", "OrinTimeoutError",
+    "PermissionDeniedError", "PlacementAPI", "PlacementMove", "PlacementPlan", "PlanVerdict", "ProposedModel",
+    "Routed", "ServerError", "ServerEvent", "Suggestion", "SystemAPI", "SystemStatus", "TextStream", "TierInfo",
+    "ValidationError",
 ]

@@ -7,16 +7,18 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import quote
 
 import httpx
 
+from orin_console.client import checks
 from orin_console.client._http import Http, iter_events, sdk_version
 from orin_console.client.errors import OperationFailedError, OrinClientError, OrinTimeoutError, api_error
 from orin_console.client.inference import InferenceAPI
 from orin_console.client.placement import PlacementAPI
 from orin_console.client.types import (
+    AddPreview,
     AddResult,
     Health,
     ModelInfo,
@@ -36,18 +38,18 @@ DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=5.0)
 """Five seconds to connect; five minutes for an answer (a generation may wait for a load)."""
 
 
-def _id(model_id: str) -> str:
+def _id(model_id: Any, name: str = "model_id") -> str:
     if not isinstance(model_id, str) or not model_id:
-        raise TypeError(f"a model id must be a non-empty str, not {model_id!r}")
-    return quote(model_id, safe="")
+        raise TypeError(f"{name}: a model id must be a non-empty str, not {model_id!r}"[:200])
+    return quote(checks.model_id(name, model_id), safe="")
 
 
-def _tier(tier: Any, *, required: bool = False) -> str | None:
+def _tier(tier: Any, *, required: bool = False, allowed: tuple[str, ...] = ("ram", "swap")) -> str | None:
     if tier is None and not required:
         return None
     if not isinstance(tier, str):
-        raise TypeError(f"tier must be a str (\"ram\" or \"swap\"), not {type(tier).__name__}")
-    return tier
+        raise TypeError(f"tier must be a str ({' or '.join(map(repr, allowed))}), not {type(tier).__name__}")
+    return checks.choice("tier", tier, allowed)
 
 
 class SystemAPI:
@@ -90,33 +92,52 @@ class ModelsAPI:
         """``GET /models/{id}``; :class:`~orin_console.client.errors.NotFoundError` if unknown."""
         return ModelInfo.from_dict(await self._http.request("GET", f"/models/{_id(model_id)}"))
 
+    @overload
     async def add(self, path: str, *, id: str | None = None, tasks: Iterable[str] | None = None,
-                  tier: str | None = None, context: int | None = None) -> AddResult:
-        """``POST /models/add``: add a GGUF file (or every GGUF in a folder) to the catalog. The
-        server takes files only from its configured model folders.
+                  tier: str | None = None, context: int | None = None,
+                  dry_run: Literal[False] = False) -> AddResult: ...
+
+    @overload
+    async def add(self, path: str, *, id: str | None = None, tasks: Iterable[str] | None = None,
+                  tier: str | None = None, context: int | None = None, dry_run: Literal[True]) -> AddPreview: ...
+
+    async def add(self, path: str, *, id: str | None = None, tasks: Iterable[str] | None = None,
+                  tier: str | None = None, context: int | None = None,
+                  dry_run: bool = False) -> AddResult | AddPreview:
+        """``POST /models/add``: add a GGUF file to the catalog. The server takes files only from
+        its configured model folders.
 
         Args:
-            path: the file or folder, as the server sees it.
+            path: the file, as the server sees it (absolute).
             id: the catalog id (default: from the file name).
             tasks: what it is for (``["chat"]``, ``["code"]``...).
-            tier: its preferred tier.
-            context: its context size, tokens.
+            tier: its preferred tier (``ram``, ``swap`` or ``disk``).
+            context: its context size, tokens (64 to 131072).
+            dry_run: only say what would be added (an :class:`AddPreview`: the entry, the
+                file's header, its predicted memory, admission's verdict per tier); nothing is
+                written.
         """
-        if not isinstance(path, str):
-            raise TypeError(f"path must be a str (a path on the server), not {type(path).__name__}")
-        body: dict[str, Any] = {"path": path}
+        body: dict[str, Any] = {"path": checks.path("path", path)}
         if id is not None:
-            body["id"] = id
+            body["id"] = checks.model_id("id", id)
         if tasks is not None:
-            if isinstance(tasks, str):
-                raise TypeError("tasks must be a list of str, e.g. [\"chat\"]")
-            body["tasks"] = list(tasks)
+            names = checks.strings("tasks", tasks, one=False)
+            if not 1 <= len(names) <= len(checks.TASKS):
+                raise ValueError(f"tasks must name 1 to {len(checks.TASKS)} tasks, not {len(names)}")
+            for i, task in enumerate(names):
+                checks.choice(f"tasks[{i}]", task, checks.TASKS)
+            if len(set(names)) != len(names):
+                raise ValueError(f"tasks names a task twice: {names!r}")
+            body["tasks"] = names
         if tier is not None:
-            body["tier"] = _tier(tier)
+            body["tier"] = _tier(tier, allowed=checks.TIERS)
         if context is not None:
-            if not isinstance(context, int) or isinstance(context, bool):
-                raise TypeError(f"context must be an int, not {type(context).__name__}")
-            body["context"] = context
+            body["context"] = checks.integer("context", context, *checks.CONTEXT_RANGE)
+        if not isinstance(dry_run, bool):
+            raise TypeError(f"dry_run must be a bool, not {type(dry_run).__name__}")
+        if dry_run:
+            body["dry_run"] = True
+            return AddPreview.from_dict(await self._http.request("POST", "/models/add", json_body=body))
         return AddResult.from_dict(await self._http.request("POST", "/models/add", json_body=body))
 
     async def load(self, model_id: str, tier: str | None = None, *, wait: bool = True,
@@ -128,7 +149,8 @@ class ModelsAPI:
 
     async def move(self, model_id: str, tier: str, *, wait: bool = True, timeout: float | None = None) -> Operation:
         """``POST /models/{id}/move`` to ``tier`` (the old runner serves until the new one is ready)."""
-        return await self._start(f"/models/{_id(model_id)}/move", {"tier": _tier(tier, required=True)}, wait, timeout)
+        target = _tier(tier, required=True, allowed=checks.TIERS)
+        return await self._start(f"/models/{_id(model_id)}/move", {"tier": target}, wait, timeout)
 
     async def unload(self, model_id: str, *, wait: bool = True, timeout: float | None = None) -> Operation:
         """``POST /models/{id}/unload``: stop its runner."""
@@ -154,7 +176,10 @@ class ModelsAPI:
 
     async def operation(self, operation_id: str) -> Operation:
         """``GET /operations/{id}``: a load, move or unload as it stands."""
-        answer = await self._http.request("GET", f"/operations/{_id(operation_id)}")
+        if not isinstance(operation_id, str) or not operation_id:
+            raise TypeError(f"operation_id must be a non-empty str, not {operation_id!r}"[:200])
+        checks.text("operation_id", operation_id, max_chars=80)
+        answer = await self._http.request("GET", f"/operations/{quote(operation_id, safe='')}")
         return _operation(answer)
 
     async def wait(self, operation: Operation, *, timeout: float | None = None) -> Operation:
@@ -176,6 +201,10 @@ class ModelsAPI:
         return operation
 
     async def _start(self, path: str, body: dict[str, Any], wait: bool, timeout: float | None) -> Operation:
+        if not isinstance(wait, bool):
+            raise TypeError(f"wait must be a bool, not {type(wait).__name__}")
+        if timeout is not None:
+            checks.number("timeout", timeout, 0.0, 1e9, low_open=True)
         operation = _operation(await self._http.request("POST", path, json_body=body))
         return await self.wait(operation, timeout=timeout) if wait else operation
 
@@ -220,6 +249,8 @@ class OrinClient:
             raise ValueError(f"base_url must be an http:// or https:// URL, not {base_url!r}")
         if token is not None and (not isinstance(token, str) or not token):
             raise TypeError("token must be a non-empty str (or None)")
+        if token is not None and (not token.isascii() or not token.isprintable() or " " in token):
+            raise ValueError("token must be printable ASCII without spaces (the token the server was started with)")
         all_headers = {"User-Agent": f"orin-console-sdk/{sdk_version()}", "Accept": "application/json",
                        **(headers or {})}
         if token is not None:
@@ -267,7 +298,12 @@ class OrinClient:
             names = [kinds] if isinstance(kinds, str) else list(kinds)
             if not all(isinstance(k, str) and k for k in names):
                 raise TypeError("kinds must be event class names (str)")
+            for name in names:
+                if not name.isidentifier() or not name.isascii():
+                    raise ValueError(f"kinds: {name[:40]!r} is not an event class name (e.g. 'ModelStateChanged')")
             params["kinds"] = ",".join(names)
+        if not isinstance(snapshot, bool):
+            raise TypeError(f"snapshot must be a bool, not {type(snapshot).__name__}")
         if snapshot:
             params["snapshot"] = "1"
         timeout = httpx.Timeout(None, connect=self._client.timeout.connect)

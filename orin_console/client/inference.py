@@ -1,8 +1,10 @@
 """``client.inference``: quick_generate, generate, chat, batch and stream.
 
-The server chooses the model unless ``model=`` names one; ranges (``max_tokens``,
-``temperature``...) are the server's to check. The SDK checks only types, where a mistake would
-otherwise reach the server as something else (a string prompt is not a list of messages).
+The server chooses the model unless ``model=`` names one. Arguments are checked before anything
+is sent (:mod:`orin_console.client.checks`): a wrong type is a ``TypeError``, a value outside the
+API's published bounds (``max_tokens``, ``temperature``, a lone surrogate in a prompt...) a
+``ValueError``, each naming the argument. What depends on the model (its context) is the server's
+to say.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from orin_console.client import checks
 from orin_console.client._http import Http, iter_events
 from orin_console.client.errors import OrinClientError, api_error
 from orin_console.client.types import BatchItem, GenerationResult, Routed, batch_item
@@ -22,19 +25,19 @@ Messages = str | Sequence[Message]
 """A chat: one user message as text, or a list of messages."""
 
 
-def _check_prompt(prompt: Any) -> str:
-    if not isinstance(prompt, str):
-        raise TypeError(f"prompt must be a str, not {type(prompt).__name__}")
-    return prompt
+def _check_prompt(prompt: Any, name: str = "prompt") -> str:
+    return checks.text(name, prompt, max_chars=checks.MAX_PROMPT_CHARS)
 
 
 def _messages(messages: Any) -> list[dict[str, str]]:
     """Chat messages as the API takes them (a string is one user message)."""
     if isinstance(messages, str):
-        return [{"role": "user", "content": messages}]
+        return [{"role": "user", "content": _check_prompt(messages, "messages")}]
     if not isinstance(messages, Sequence) or isinstance(messages, bytes | bytearray):
         raise TypeError("messages must be a str or a list of {'role', 'content'} dicts, "
                         f"not {type(messages).__name__}")
+    if not 1 <= len(messages) <= checks.MAX_MESSAGES:
+        raise ValueError(f"messages must hold 1 to {checks.MAX_MESSAGES} messages, not {len(messages)}")
     out = []
     for i, message in enumerate(messages):
         if not isinstance(message, Mapping):
@@ -42,31 +45,41 @@ def _messages(messages: Any) -> list[dict[str, str]]:
         role, content = message.get("role"), message.get("content")
         if not isinstance(role, str) or not isinstance(content, str):
             raise TypeError(f"messages[{i}] needs 'role' and 'content' strings")
+        checks.choice(f"messages[{i}]['role']", role, checks.ROLES)
+        checks.text(f"messages[{i}]['content']", content, max_chars=checks.MAX_PROMPT_CHARS, empty=True)
         out.append({"role": role, "content": content})
     return out
 
 
-_NUMBER = (int, float)
-
-
 def _params(**given: Any) -> dict[str, Any]:
-    """The generation parameters that were given (None: the server's default), types checked."""
+    """The generation parameters that were given (None: the server's default), checked."""
     out: dict[str, Any] = {}
     for name, value in given.items():
         if value is None:
             continue
-        if name in ("max_tokens", "seed") and (not isinstance(value, int) or isinstance(value, bool)):
-            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-        if name in ("temperature", "top_p") and (not isinstance(value, _NUMBER) or isinstance(value, bool)):
-            raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-        if name in ("mode", "model", "request_id") and not isinstance(value, str):
-            raise TypeError(f"{name} must be a str, not {type(value).__name__}")
-        if name == "stop":
-            if isinstance(value, str):
-                value = [value]
-            elif not isinstance(value, Sequence) or not all(isinstance(s, str) for s in value):
-                raise TypeError("stop must be a str or a list of str")
-            value = list(value)
+        if name == "max_tokens":
+            checks.integer(name, value, 1, checks.MAX_TOKENS_LIMIT)
+        elif name == "seed":
+            checks.integer(name, value, 0, checks.SEED_MAX)
+        elif name == "temperature":
+            checks.number(name, value, 0.0, checks.TEMPERATURE_MAX)
+        elif name == "top_p":
+            checks.number(name, value, 0.0, 1.0, low_open=True)
+        elif name == "mode":
+            checks.choice(name, value, checks.MODES)
+        elif name == "model":
+            checks.model_id(name, value)
+        elif name == "request_id":
+            checks.text(name, value)
+            if not checks.REQUEST_ID.fullmatch(value):
+                raise ValueError(f"request_id: {value[:80]!r} must be 1 to 80 of letters, digits, '.', '_', ':', "
+                                 "'/', '-', starting with a letter or digit")
+        elif name == "stop":
+            value = checks.strings(name, value)
+            if len(value) > checks.MAX_STOP:
+                raise ValueError(f"stop holds {len(value)} strings; at most {checks.MAX_STOP}")
+            for i, item in enumerate(value):
+                checks.text(f"stop[{i}]", item, max_chars=checks.MAX_STOP_CHARS)
         out[name] = value
     if "model" in out and "mode" not in out:
         out["mode"] = "manual"  # naming a model means using it (the server's auto mode ignores it)
@@ -196,7 +209,10 @@ class InferenceAPI:
         :class:`BatchFailure` when that item failed (check ``item.ok``); the rest still run."""
         if isinstance(items, str) or not isinstance(items, Sequence):
             raise TypeError("items must be a list of prompts (str) or of message lists")
-        payload: list[Any] = [item if isinstance(item, str) else _messages(item) for item in items]
+        if not 1 <= len(items) <= checks.MAX_BATCH:
+            raise ValueError(f"items must hold 1 to {checks.MAX_BATCH} prompts, not {len(items)}")
+        payload: list[Any] = [_check_prompt(item, f"items[{i}]") if isinstance(item, str) else _messages(item)
+                              for i, item in enumerate(items)]
         body = {"items": payload,
                 **_params(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop,
                           mode=mode, model=model)}

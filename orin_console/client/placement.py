@@ -11,18 +11,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orin_console.client import checks
 from orin_console.client._http import Http
 from orin_console.client.types import Record, _dict, _opt_float, _opt_str
 
 __all__ = ["ApplyResult", "MoveOutcome", "PlacementAPI", "PlacementMove", "PlacementPlan"]
 
-MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-"""What the server takes as a catalog id (checked before sending)."""
 MAX_MODEL_IDS = 256
 
 
@@ -133,19 +131,13 @@ def check_model_ids(model_ids: Any) -> list[str] | None:
     """``model_ids`` as the server takes them, or TypeError / ValueError naming the argument."""
     if model_ids is None:
         return None
-    if isinstance(model_ids, str | bytes) or not isinstance(model_ids, Iterable):
-        raise TypeError(f"model_ids must be a list of model ids (str), not {type(model_ids).__name__}")
-    ids = list(model_ids)
+    ids = checks.strings("model_ids", model_ids, one=False)
     if not ids:
         raise ValueError("model_ids must name at least one model (leave it out to apply every move)")
     if len(ids) > MAX_MODEL_IDS:
         raise ValueError(f"model_ids names {len(ids)} models; at most {MAX_MODEL_IDS}")
-    for item in ids:
-        if not isinstance(item, str):
-            raise TypeError(f"model_ids must hold str, not {type(item).__name__}")
-        if not MODEL_ID.fullmatch(item):
-            raise ValueError(f"model_ids: {item[:80]!r} is not a catalog id (letters, digits, '.', '_', '-'; "
-                             "at most 64, starting with a letter or digit)")
+    for i, item in enumerate(ids):
+        checks.model_id(f"model_ids[{i}]", item)
     return ids
 
 

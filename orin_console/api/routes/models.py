@@ -30,6 +30,7 @@ from orin_console.api.schemas import (
     ERROR_RESPONSES,
     MODEL_ID_PATTERN,
     AddModelRequest,
+    AddPreview,
     AddResponse,
     ErrorResponse,
     LoadRequest,
@@ -43,7 +44,13 @@ from orin_console.api.schemas import (
     PlanResponse,
 )
 from orin_console.api.schemas import Operation as OperationModel
-from orin_console.api.serialize import decision_to_dict, model_info, model_status_to_dict, usage_to_dict
+from orin_console.api.serialize import (
+    decision_to_dict,
+    model_info,
+    model_status_to_dict,
+    preview_to_dict,
+    usage_to_dict,
+)
 from orin_console.core import Core
 from orin_console.core.cancel import Cancelled
 from orin_console.core.errors import CatalogError
@@ -57,6 +64,7 @@ MAX_OPERATIONS = 256
 """Operations remembered (oldest finished ones forgotten first)."""
 
 ADD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": AddPreview, "description": "`dry_run`: what would be added (nothing is written)"},
     **ERROR_RESPONSES,
     403: {"model": ErrorResponse, "description": "The path is outside the configured model folders"},
 }
@@ -178,7 +186,9 @@ def list_models(core: CoreDep) -> dict[str, Any]:
 def add_model(body: AddModelRequest, core: CoreDep) -> Any:
     """Only a regular `.gguf` file whose real path (symlinks resolved) lies inside one of the
     configured `model_folders` (403 otherwise), validated by the bounded GGUF reader (422 with
-    the reason when it is not a valid GGUF)."""
+    the reason when it is not a valid GGUF). An `id` already in the catalog is a 422 `IdTaken`. With
+    `"dry_run": true` the same checks run and the answer is a 200 AddPreview (the entry it would
+    write, the header, the predicted memory and admission's verdict per tier); nothing is written."""
     folders = [os.path.realpath(os.path.expanduser(str(f))) for f in core.settings.model_folders]
     raw = body.path
     if "\x00" in raw or not os.path.isabs(os.path.expanduser(raw)):
@@ -197,8 +207,20 @@ def add_model(body: AddModelRequest, core: CoreDep) -> Any:
         return _refuse(422, "NotARegularFile", f"{sanitize_path(raw)} is not a regular file")
     if not real.lower().endswith(".gguf"):
         return _refuse(422, "NotGGUF", f"{sanitize_path(raw)} is not a .gguf file")
-    result = core.manager.add_models(real, model_id=body.id, tasks=body.tasks, tier=body.tier,
-                                     context=body.context)
+    if body.id is not None and body.id in core.manager.catalog:
+        return JSONResponse(error_body("IdTaken", f"a model called '{body.id}' is already in the catalog; "
+                                       "choose another `id`", field="id"), status_code=422)
+    options: dict[str, Any] = {"model_id": body.id, "tasks": body.tasks, "tier": body.tier,
+                               "context": body.context}
+    if body.dry_run:
+        verdict = core.manager.preview_add(real, **options)
+        if verdict.error is not None:
+            return _refuse(422, "ModelRefused", verdict.error)
+        return JSONResponse(preview_to_dict(verdict), status_code=200)
+    try:
+        result = core.manager.add_models(real, **options)
+    except CatalogError as exc:  # the id was taken meanwhile, or the file was refused as a whole
+        return _refuse(422, "ModelRefused", str(exc))
     refused = [{"path": sanitize_path(r.path), "reason": sanitize(r.reason)} for r in result.refused]
     if not result.added:
         reason = refused[0]["reason"] if refused else "nothing was added"

@@ -48,6 +48,7 @@ from orin_console.core.events.kinds import (
 from orin_console.core.manager.loads import LoadTasks, Operations
 from orin_console.core.manager.model import ModelRuntime, default_tier
 from orin_console.core.manager.predictions import PredictionCache
+from orin_console.core.manager.preview import Verdict, preview_add
 from orin_console.core.manager.recorder import MeasurementRecorder
 from orin_console.core.manager.stream import GenerationReport, ManagedStream
 from orin_console.core.manager.types import (
@@ -237,6 +238,12 @@ class Manager:
         result = add_models(self.store, Path(path), **options)
         self._catalog_changed(result.catalog)
         return result
+
+    def preview_add(self, path: str | Path, **options: object) -> Verdict:
+        """What :meth:`add_models` would add from ``path``, writing nothing: the entries proposed,
+        the files refused with the reason, each one's prediction and admission per loaded tier
+        (see :func:`~orin_console.core.manager.preview.preview_add`). Blocking (reads headers)."""
+        return preview_add(self, Path(path), **options)
 
     def remove_model(self, model_id: str) -> None:
         """Unload (if loaded) and remove a model from the catalog; the file stays."""
