@@ -36,9 +36,11 @@ from orin_console.testing.tiny_models import write_tiny_llama
 
 __all__ = [
     "RUNNER_MODULE",
+    "STREAM_ROUTES",
     "Live",
     "ModelSpec",
     "ServeProcess",
+    "StreamOutcome",
     "free_port",
     "live_server",
     "module_main",
@@ -46,6 +48,8 @@ __all__ = [
     "process_counts",
     "runner_processes",
     "serve_process",
+    "stream_body",
+    "stream_request",
     "summary",
     "write_catalog",
     "write_models",
@@ -308,3 +312,114 @@ def module_main(run: Callable[..., dict[str, Any]], argv: Sequence[str] | None =
         print(json.dumps(figures, indent=2), file=sys.stderr)
     print(json.dumps(figures), flush=True)
     return 0 if figures.get("goal_met") else 1
+
+
+# -- streaming clients ---------------------------------------------------------------------------
+
+STREAM_ROUTES: tuple[str, ...] = ("/generate", "/chat", "/quick/generate", "/v1/chat/completions", "/v1/completions")
+"""Every streaming generation route: the seed's SSE routes, then OpenAI's."""
+
+
+def stream_body(route: str, model: str, max_tokens: int, prompt: str = "Tell me a story") -> dict[str, Any]:
+    """The JSON body of a streamed request for ``model`` on ``route`` (greedy, so it runs to
+    ``max_tokens`` on the tiny models)."""
+    if route in ("/chat", "/v1/chat/completions"):
+        body: dict[str, Any] = {"messages": [{"role": "user", "content": prompt}]}
+    else:
+        body = {"prompt": prompt}
+    body.update({"model": model, "max_tokens": max_tokens, "stream": True, "temperature": 0})
+    if route.startswith("/v1"):
+        return body
+    body["mode"] = "manual"
+    return body
+
+
+@dataclass
+class StreamOutcome:
+    """How one streamed request ended, from the client's side.
+
+    ``kind``: ``done`` (the last event of a finished answer), ``error`` (an error event in the
+    stream), ``http`` (an HTTP error status before the stream; ``status`` set), ``transport``
+    (the connection failed or broke), ``dropped`` (the client hung up on purpose), ``eof`` (the
+    stream ended without a last event). ``error_type``/``message`` come from the error body.
+    """
+
+    kind: str
+    route: str
+    model: str
+    tokens: int = 0
+    status: int | None = None
+    error_type: str | None = None
+    message: str = ""
+    started: float = 0.0
+    first_token: float | None = None
+    ended: float = 0.0
+
+
+def _error_of(data: Any) -> tuple[str | None, str]:
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return None, str(data)[:500]
+    return str(error.get("type") or error.get("code")), str(error.get("message", ""))
+
+
+def stream_request(client: Any, route: str, model: str, *, max_tokens: int = 32,
+                   on_token: Callable[[int], bool] | None = None, timeout: float = 60.0) -> StreamOutcome:
+    """Stream one request with ``client`` (an ``httpx.Client`` on the server's base URL).
+
+    ``on_token(n)`` is called after the n-th piece; returning True drops the connection there
+    (the outcome is then ``dropped``, ``ended`` the moment the socket was closed).
+    """
+    import httpx
+
+    outcome = StreamOutcome("eof", route, model, started=time.monotonic())
+    openai = route.startswith("/v1")
+    event = ""
+    try:
+        with client.stream("POST", route, json=stream_body(route, model, max_tokens), timeout=timeout) as resp:
+            if resp.status_code != 200:
+                resp.read()
+                outcome.kind, outcome.status = "http", resp.status_code
+                try:
+                    outcome.error_type, outcome.message = _error_of(resp.json())
+                except ValueError:
+                    outcome.message = resp.text[:500]
+                outcome.ended = time.monotonic()
+                return outcome
+            for line in resp.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                    continue
+                if not line.startswith("data:"):
+                    continue
+                raw = line[5:].strip()
+                if raw == "[DONE]":
+                    outcome.kind = "done"
+                    break
+                data = json.loads(raw)
+                if (openai and isinstance(data, dict) and "error" in data) or event == "error":
+                    outcome.kind = "error"
+                    outcome.error_type, outcome.message = _error_of(data)
+                    break
+                if event == "done":
+                    outcome.kind = "done"
+                    break
+                piece = event == "token" or (openai and bool(data.get("choices")) and _has_text(data))
+                if piece:
+                    outcome.tokens += 1
+                    if outcome.first_token is None:
+                        outcome.first_token = time.monotonic()
+                    if on_token is not None and on_token(outcome.tokens):
+                        outcome.kind = "dropped"
+                        break
+    except httpx.HTTPError as exc:
+        outcome.kind, outcome.message = "transport", f"{type(exc).__name__}: {exc}"
+    outcome.ended = time.monotonic()
+    return outcome
+
+
+def _has_text(data: dict[str, Any]) -> bool:
+    choice = data["choices"][0]
+    delta = choice.get("delta")
+    text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+    return bool(text)

@@ -21,6 +21,7 @@ import logging
 import socket
 import subprocess
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -167,6 +168,7 @@ class RunnerChannel:
     _stall_reason: str | None
     _loaded: bool
     _exited: threading.Event
+    _heard: float  # time.monotonic() of the last message from the process (the reader sets it)
 
     def _lines_since_start(self) -> list[str]:
         lines = list(self._log)
@@ -198,8 +200,16 @@ class RunnerChannel:
         return reply.get("result") or {}
 
     def _call(
-        self, op: str, fields: dict[str, Any], *, timeout: float | None, progress: ProgressCallback | None = None
+        self, op: str, fields: dict[str, Any], *, timeout: float | None, progress: ProgressCallback | None = None,
+        silence_s: float | None = None,
     ) -> Message:
+        """Send ``op`` and wait for its reply (``timeout``: then raise :class:`RunnerError`).
+
+        With ``silence_s``, the wait is watched: the runner is pinged meanwhile, and one that
+        sends nothing at all (no reply to a ping, no progress) for ``silence_s`` seconds is
+        stuck (stopped by SIGSTOP, frozen, swapped out): it is killed, and the call raises
+        :class:`RunnerDied` saying so, instead of waiting forever.
+        """
         with self._lock:
             self._check_running()
             rid = next(self._ids)
@@ -211,7 +221,11 @@ class RunnerChannel:
             writer.send({"op": op, "id": rid, **fields})
         except ChannelClosed:
             pass  # the reader thread reports the death to the waiter
-        if not waiter.event.wait(timeout):
+        if silence_s is None:
+            answered = waiter.event.wait(timeout)
+        else:
+            answered = self._watched_wait(waiter, op, timeout, silence_s)
+        if not answered:
             with self._lock:
                 self._pending.pop(rid, None)
             raise RunnerError(self.model_id, f"runner for `{self.model_id}` did not answer `{op}` within {timeout:g} s")
@@ -219,6 +233,37 @@ class RunnerChannel:
             raise waiter.error
         assert waiter.reply is not None
         return waiter.reply
+
+    def _watched_wait(self, waiter: Waiter, op: str, timeout: float | None, silence_s: float) -> bool:
+        """Wait for ``waiter``, pinging the runner; kill it after ``silence_s`` of silence."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = min(1.0, silence_s / 4)
+        self._heard = time.monotonic()
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return waiter.event.is_set()
+            if waiter.event.wait(interval if left is None else min(interval, left)):
+                return True
+            if time.monotonic() - self._heard >= silence_s:
+                self._kill_silent(op, silence_s)
+                return waiter.event.wait(10.0)  # the reader fails the waiter with the death
+            writer = self._writer
+            if writer is not None:
+                with contextlib.suppress(ChannelClosed):  # a dead runner is reported by the reader
+                    writer.send({"op": "ping", "id": next(self._ids)})  # its reply only proves life
+
+    def _kill_silent(self, op: str, silence_s: float) -> None:
+        reason = (f"stopped answering for {silence_s:g} s during its {op} (stopped? swapped out?); "
+                  "it was killed, ask again to restart it")
+        with self._lock:
+            proc = self._proc
+            if self._exited.is_set() or proc is None:
+                return
+            if self._stall_reason is None:
+                self._stall_reason = reason
+        self._logger.error("runner for `%s` %s", self.model_id, reason)
+        proc.kill()  # the reader reports the end to the waiter and to on_exit
 
     def _send_cancel(self, gen_id: int) -> None:
         writer = self._writer
@@ -228,6 +273,7 @@ class RunnerChannel:
             writer.send({"op": "cancel", "gen": gen_id})
 
     def _route(self, item: Message) -> None:
+        self._heard = time.monotonic()
         rid = item.get("re")
         ev = item.get("ev")
         if ev == "tick":

@@ -43,13 +43,18 @@ import traceback
 from typing import Any
 
 from orin_console.core.runner.host import NO_GENERATION, LlamaHost
+from orin_console.core.runner.limits import read_oom_score_adj, set_oom_score_adj
 from orin_console.core.runner.protocol import ChannelClosed, FrameError, FrameReader, FrameWriter, Message
+from orin_console.core.runner.tiers import child_oom_score_adj
 
 TEST_HOOKS_ENV = "ORIN_RUNNER_TEST_HOOKS"
 TEST_TOKEN_DELAY_ENV = "ORIN_RUNNER_TEST_TOKEN_DELAY_S"
 """With test hooks on: seconds to sleep per sampled token, to stand in for a slow model."""
 TEST_LOAD_DELAY_ENV = "ORIN_RUNNER_TEST_LOAD_DELAY_S"
 """With test hooks on: seconds a load waits before llama.cpp starts (a shutdown ends it)."""
+UNLOADED_OOM_SCORE_ADJ = 1000
+"""A runner's ``oom_score_adj`` from its start until its load sets the tier's (a spare holds no
+model: it is the first process an out-of-memory kernel should take)."""
 _CANCEL_ALL = 1 << 62
 
 
@@ -186,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="import llama_cpp now (a spare runner waiting for its model)")
     args = parser.parse_args(argv)
     _die_with_console(args.console_pid)
+    # Until its model is loaded (then the tier's value applies), a runner is the cheapest
+    # process to lose: the kernel's OOM killer must take it before the console, which it did
+    # not when a spare kept the console's own value (stress.faults found it).
+    set_oom_score_adj(child_oom_score_adj(UNLOADED_OOM_SCORE_ADJ, read_oom_score_adj()))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the console decides when a runner ends
     if args.preload:
         import llama_cpp  # noqa: F401 - warm: the later load skips the import

@@ -116,6 +116,7 @@ class Runner(RunnerLoading, RunnerRequests):
         self._starting = False  # start() is between its spawn and the load's end
         self._start_stopped: str | None = None  # why kill/shutdown/cancel stopped that start
         self._stall_reason: str | None = None  # the watchdog killed the process, and why
+        self._heard = 0.0  # when the process last sent anything (the load's watchdog reads it)
         self._exited = threading.Event()
         self._exited.set()
         self._reported = threading.Event()  # on_exit has returned (one per process)

@@ -36,6 +36,7 @@ class RunnerLoading(RunnerChannel):
     load_result: LoadResult | None
     _starting: bool
     _start_stopped: str | None
+    token_gap_timeout_s: float | None  # also the load's watchdog: silence allowed while loading
 
     if TYPE_CHECKING:  # provided by :class:`~.client.Runner`, which owns the process
         def _spawn(self) -> None: ...  # the caller holds the lock
@@ -102,7 +103,7 @@ class RunnerLoading(RunnerChannel):
         wire["oom_score_adj"] = child_oom_score_adj(self.config.oom_score_adj, read_oom_score_adj())
         try:
             reply = self._call("load", {"config": wire, "model_id": self.model_id},
-                               timeout=timeout, progress=progress)
+                               timeout=timeout, progress=progress, silence_s=self.token_gap_timeout_s)
         except RunnerDied:
             self._raise_if_stopped(self._end_start())
             raise
