@@ -122,6 +122,9 @@ class SystemStatus(Record):
         memory: the machine's memory figures (``available_bytes``, ``swap_free_bytes``...).
         telemetry: the latest telemetry sample, or None when the sampler is off.
         uptime_s: seconds since the server started.
+        telemetry_source: ``{"active", "preferred", "fallback", "note", "stale", "sources"}``:
+            the source in use and, on a fallback, why and the fix (``note``).
+        budgets: ``{"ram", "swap", "max_model", "reserve"}``, bytes.
     """
 
     total: int
@@ -131,6 +134,13 @@ class SystemStatus(Record):
     memory: dict[str, Any]
     telemetry: dict[str, Any] | None
     uptime_s: float | None
+    telemetry_source: dict[str, Any] = field(default_factory=dict)
+    budgets: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def telemetry_note(self) -> str:
+        """Why telemetry fell back to a lesser source, with the fix (empty when it did not)."""
+        return str(self.telemetry_source.get("note") or "") if self.telemetry_source.get("fallback") else ""
 
     @classmethod
     def _parse(cls, data: Mapping[str, Any]) -> SystemStatus:
@@ -142,7 +152,9 @@ class SystemStatus(Record):
                    tiers=[TierInfo.from_dict(t) for t in data.get("tiers") or [] if isinstance(t, Mapping)],
                    memory=_dict(data.get("memory")),
                    telemetry=dict(telemetry) if isinstance(telemetry, Mapping) else None,
-                   uptime_s=_opt_float(data.get("uptime_s")), raw=data)
+                   uptime_s=_opt_float(data.get("uptime_s")), telemetry_source=_dict(data.get("telemetry_source")),
+                   budgets={str(k): v for k, v in _dict(data.get("budgets")).items()
+                            if isinstance(v, int) and not isinstance(v, bool)}, raw=data)
 
     def tier(self, name: str) -> TierInfo | None:
         """The tier called ``name`` (``"ram"``, ``"swap"``), or None."""

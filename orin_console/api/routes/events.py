@@ -2,7 +2,9 @@
 
 Each frame is ``event: <EventClassName>`` with ``data:`` a JSON object of its fields (see
 :mod:`orin_console.api.serialize`). ``?kinds=ModelStateChanged,LoadProgress`` filters by
-class name; ``?snapshot=1`` sends a ``Snapshot`` of the whole state first. Delivery follows
+class name; ``?snapshot=1`` sends a ``Snapshot`` of the whole state first (the system status plus
+:func:`~orin_console.api.state.snapshot_extras`: catalog, usage, budgets, telemetry and its
+source, the latest plan), as does an overflow. Delivery follows
 the bus's rules: state events in order and never dropped, tokens merged per request,
 telemetry and progress latest-wins for a slow client. A comment line (``: ping``) every
 15 s keeps proxies from closing an idle stream.
@@ -28,9 +30,10 @@ from fastapi.sse import EventSourceResponse
 from orin_console.api.deps import CoreDep, app_state
 from orin_console.api.errors import error_body
 from orin_console.api.serialize import event_to_dict
+from orin_console.api.state import snapshot_extras
 from orin_console.core.events import kinds as event_kinds
 from orin_console.core.events.aio import aevents
-from orin_console.core.events.bus import Event
+from orin_console.core.events.bus import Event, Snapshot
 
 router = APIRouter(tags=["events"])
 
@@ -176,6 +179,8 @@ async def _event_frames(request: Request, core: Any, kinds: tuple[type[Event], .
                     except StopAsyncIteration:
                         return
                     name, data = event_to_dict(event)
+                    if isinstance(event, Snapshot):  # what a late console needs to draw at once
+                        data.update(await asyncio.to_thread(snapshot_extras, core))
                     yield sse(name, data)
                 else:
                     yield b": ping\n\n"
