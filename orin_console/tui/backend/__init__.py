@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from orin_console.core.memory.admission import Decision
     from orin_console.core.placement.optimiser import MoveOutcome
     from orin_console.core.placement.plan import Move, Plan
-    from orin_console.tui.screens.add_models import Verdict
+    from orin_console.tui.screens.add_verdict import Verdict
     from orin_console.tui.widgets.catalog import FileFacts
 
 __all__ = ["ChatEngine", "ChatStream", "ConsoleBackend", "NotSupported", "backend_of"]

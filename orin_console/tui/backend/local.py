@@ -18,7 +18,8 @@ from orin_console.core.catalog.add import AddResult
 from orin_console.core.catalog.store import Catalog
 from orin_console.core.manager.types import ModelStatus
 from orin_console.core.memory.admission import Decision
-from orin_console.core.placement.optimiser import MoveOutcome, apply, current_tier, plan_for
+from orin_console.core.placement.current import current_plan
+from orin_console.core.placement.optimiser import MoveOutcome, apply
 from orin_console.core.placement.plan import Move, Plan
 from orin_console.core.units import format_size
 from orin_console.tui.bridge import CoreBridge
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from orin_console.core.engine.inference import Engine
     from orin_console.core.service import Core
     from orin_console.tui.backend import ChatEngine, ChatStream
-    from orin_console.tui.screens.add_models import Verdict
+    from orin_console.tui.screens.add_verdict import Verdict
     from orin_console.tui.widgets.catalog import FileFacts
 
 __all__ = ["InProcessBackend", "LocalChat"]
@@ -105,16 +106,7 @@ class InProcessBackend:
     # -- placement ------------------------------------------------------------------------
 
     def placement_plan(self) -> tuple[Plan, dict[str, str]]:
-        core = self.core
-        optimiser = core.optimiser
-        if optimiser is None:
-            plan = plan_for(core.manager)
-        elif not optimiser.enabled:
-            plan, _ = optimiser.run_once()  # computes and publishes; applies nothing
-        else:
-            plan = optimiser.latest or plan_for(core.manager, policy=optimiser.policy)
-        now = {status.model_id: current_tier(status) for status in core.manager.model_statuses()}
-        return plan, now
+        return current_plan(self.core)  # the plan every console (and the API) shows
 
     def apply_move(self, plan: Plan, move: Move) -> MoveOutcome:
         (outcome,) = apply(self.core.manager, replace(plan, moves=(move,)))
@@ -123,7 +115,7 @@ class InProcessBackend:
     # -- the catalog ----------------------------------------------------------------------
 
     def add_preview(self, path: Path) -> Verdict:
-        from orin_console.tui.screens.add_models import check_path
+        from orin_console.tui.screens.add_verdict import check_path
 
         return check_path(self.core.manager, path)
 

@@ -10,7 +10,6 @@ dismisses with the :class:`~orin_console.core.catalog.add.AddResult`, or None on
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,105 +22,13 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Input, Static
 
-from orin_console.core.catalog.add import AddResult, Refusal, propose_entries
-from orin_console.core.catalog.store import CatalogEntry
+from orin_console.core.catalog.add import AddResult
 from orin_console.core.errors import OrinError
-from orin_console.core.gguf import GGUFInfo
-from orin_console.core.manager.model import default_tier
-from orin_console.core.memory.admission import AdmissionRequest, Decision
-from orin_console.core.memory.prediction import Prediction
 from orin_console.core.text import sanitize, sanitize_path
-from orin_console.core.units import format_size
 from orin_console.tui.backend import NotSupported, backend_of
+from orin_console.tui.screens.add_verdict import FileVerdict, Verdict, check_path, describe
 
 __all__ = ["AddModelsScreen", "FileVerdict", "GGUFTree", "Verdict", "check_path", "gguf_paths"]
-
-MAX_LISTED = 20
-"""Files of a folder shown one by one in the verdict (the rest are counted)."""
-
-
-@dataclass(frozen=True)
-class FileVerdict:
-    """One file that would be added: its proposed entry, header, prediction and admission."""
-
-    file: Path
-    entry: CatalogEntry
-    info: GGUFInfo
-    prediction: Prediction | None
-    decision: Decision | None
-    problem: str | None = None
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What adding ``path`` would do: files accepted, files refused (with the reader's reason)."""
-
-    path: Path
-    accepted: tuple[FileVerdict, ...]
-    refused: tuple[Refusal, ...]
-    error: str | None = None
-
-    @property
-    def addable(self) -> bool:
-        """Whether at least one file would be added."""
-        return bool(self.accepted)
-
-
-def check_path(manager: Any, path: Path) -> Verdict:
-    """Validate the GGUF files at ``path`` and predict their memory, writing nothing.
-
-    Blocking (reads headers): run it in a worker.
-    """
-    try:
-        entries, refused = propose_entries(manager.catalog, path)
-    except OrinError as exc:
-        return Verdict(path, (), (), str(exc))
-    accepted = []
-    for entry in entries:
-        file = manager.catalog.model_path(entry)
-        try:
-            info = manager.predictions.header(file)
-            tier = default_tier(entry)
-            prediction = manager.predictions.predict(entry, file, tier)
-            decision = manager.scheduler.plan(AdmissionRequest(entry.id, prediction, tier.value))
-            accepted.append(FileVerdict(file, entry, info, prediction, decision))
-        except OrinError as exc:
-            refused.append(Refusal(file, str(exc)))
-    return Verdict(path, tuple(accepted), tuple(refused))
-
-
-def describe(verdict: Verdict) -> Text:
-    """The verdict as plain text lines (every outside string sanitised; no markup)."""
-    text = Text()
-    if verdict.error:
-        text.append("✗ " + sanitize(verdict.error), style="bold")
-        return text
-    for item in verdict.accepted[:MAX_LISTED]:
-        info, entry, pred = item.info, item.entry, item.prediction
-        text.append(f"✓ {sanitize_path(item.file.name)}", style="bold")
-        text.append(f": valid GGUF v{info.version}, {sanitize(info.architecture)}, "
-                    f"{sanitize(info.quantization)}, {info.n_params / 1e6:.1f} M params, "
-                    f"{format_size(info.file_size)}"
-                    f"{', chat template' if info.chat_template else ''}\n")
-        text.append(f"  as `{sanitize(entry.id)}`: {', '.join(entry.tasks)}, tier {entry.tier.value}, "
-                    f"context {entry.context}\n")
-        if pred is not None:
-            text.append(f"  predicted {format_size(pred.total)} in {pred.tier}: {pred.describe()}\n")
-        if item.decision is not None:
-            verdict_line = "would fit now" if item.decision.ok else sanitize(item.decision.explain())
-            text.append(f"  admission: {verdict_line}\n")
-    if len(verdict.accepted) > MAX_LISTED:
-        text.append(f"… and {len(verdict.accepted) - MAX_LISTED} more valid files\n")
-    for refusal in verdict.refused[:MAX_LISTED]:
-        text.append(f"✗ {sanitize_path(refusal.path.name)}", style="bold")
-        text.append(f": {sanitize(refusal.reason)}\n")
-    if len(verdict.refused) > MAX_LISTED:
-        text.append(f"… and {len(verdict.refused) - MAX_LISTED} more refused files\n")
-    if not verdict.accepted and not verdict.refused:
-        text.append("nothing to add\n")
-    text.rstrip()
-    return text
-
 
 def gguf_paths(paths: Iterable[Path]) -> list[Path]:
     """The folders and ``*.gguf`` files among ``paths``, hidden entries left out."""

@@ -1,0 +1,110 @@
+"""An attached console's placement plan, add dialog and file facts (a mixin of
+:class:`~orin_console.tui.backend.remote.RemoteBackend`).
+
+- The plan: ``GET /placement/plan``; one move applied with ``POST /placement/apply`` naming its
+  model (the server recomputes the plan and carries out that model's move, re-checked by
+  admission).
+- Adding: ``POST /models/add`` with ``dry_run`` for the verdict, then without it. The path is
+  the server's: it takes files from its configured model folders only.
+
+A server too old for a route answers 404 for it: the screen then says that this needs a newer
+server (:class:`~orin_console.tui.backend.NotSupported`), never a bare "not found".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from orin_console.client.errors import NotFoundError, OrinAPIError
+from orin_console.core.catalog.add import AddResult, Refusal
+from orin_console.core.catalog.store import Catalog
+from orin_console.core.placement.optimiser import MoveOutcome
+from orin_console.core.placement.plan import Move, Plan
+from orin_console.core.text import sanitize
+from orin_console.tui.backend import NotSupported, convert
+
+if TYPE_CHECKING:
+    from orin_console.client import OrinClient
+    from orin_console.tui.screens.add_verdict import Verdict
+    from orin_console.tui.widgets.catalog import FileFacts
+
+T = TypeVar("T")
+
+__all__ = ["RemoteCatalogOps"]
+
+
+def _missing_route(exc: BaseException) -> bool:
+    """A 404 that is the router's own (the route does not exist), not "no such model"."""
+    cause = exc.__cause__ if not isinstance(exc, OrinAPIError) else exc
+    return isinstance(cause, NotFoundError) and cause.type in ("HTTPError", "NotFound") \
+        and "not found" in cause.message.lower()
+
+
+class RemoteCatalogOps:
+    """Placement and catalog operations over the SDK (see the module docstring)."""
+
+    url: str
+    client: OrinClient
+    _catalog: Catalog | None
+
+    if TYPE_CHECKING:
+        def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T: ...
+
+    def _newer(self, what: str, exc: BaseException) -> NotSupported:
+        return NotSupported(f"{what} needs a newer server: {self.url} does not offer it (upgrade "
+                            f"orin-console on the server, then attach again): {sanitize(str(exc))}")
+
+    # -- placement ------------------------------------------------------------------------
+
+    def placement_plan(self) -> tuple[Plan, dict[str, str]]:
+        try:
+            answer = self.call(self.client.placement.plan())
+        except Exception as exc:
+            if _missing_route(exc):
+                raise self._newer("the placement plan", exc) from exc
+            raise
+        return convert.plan(answer.raw)
+
+    def apply_move(self, plan: Plan, move: Move) -> MoveOutcome:
+        try:
+            answer = self.call(self.client.placement.apply([move.model_id]))
+        except Exception as exc:
+            if _missing_route(exc):
+                raise self._newer("applying the placement plan", exc) from exc
+            cause = exc.__cause__
+            if isinstance(cause, OrinAPIError) and cause.type == "NoSuchMove":
+                return MoveOutcome(move, "skipped", f"the server's plan no longer has this move: "
+                                                    f"{sanitize(cause.message)}")
+            raise
+        outcomes = [convert.move_outcome(o.raw) for o in answer.outcomes]
+        mine = next((o for o in outcomes if o.move.model_id == move.model_id), None)
+        return mine or MoveOutcome(move, "skipped", "the server made no move for this model")
+
+    # -- the catalog ----------------------------------------------------------------------
+
+    def add_preview(self, path: Path) -> Verdict:
+        from orin_console.tui.screens.add_verdict import Verdict, verdict_from_json
+
+        try:
+            answer = self.call(self.client.models.add(str(path), dry_run=True))
+        except Exception as exc:
+            if _missing_route(exc):
+                raise self._newer("checking a file before adding it", exc) from exc
+            return Verdict(path, (), (), sanitize(str(exc)))
+        return verdict_from_json(answer.raw, path)
+
+    def add(self, path: Path) -> AddResult:
+        answer = self.call(self.client.models.add(str(path)))
+        raw = [m.to_dict() for m in answer.added]
+        added = convert.catalog(raw, Path(self.url)).entries
+        refused = tuple(Refusal(Path(r.path), r.reason) for r in answer.refused)
+        return AddResult(added, refused, self._catalog or Catalog(Path(self.url), ()))
+
+    def file_facts(self, catalog: Catalog) -> dict[str, FileFacts]:
+        """The files are the server's: their size and quantisation are not read from here (the
+        catalog pane shows them as unknown, not as a problem)."""
+        from orin_console.tui.widgets.catalog import FileFacts
+
+        return {entry.id: FileFacts(None, None, None) for entry in catalog}
