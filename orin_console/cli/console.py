@@ -1,6 +1,12 @@
-"""``orin-console`` with no command: the Textual console over a core built here.
+"""``orin-console`` with no command: the Textual console over a core built here, or attached
+to one that already runs.
 
-Order of things, as ``serve`` does it:
+Attached (:mod:`orin_console.cli.attach`): with ``--attach URL`` (a token off loopback:
+``ORIN_TOKEN`` or ``--token``), or by itself when a core that serves its API already holds this
+machine's lock (``orin-console serve``, or a console with ``--serve``): the console then talks to
+that core over the API, takes no lock, and quitting leaves the server and its models running.
+
+Otherwise, in process; order of things, as ``serve`` does it:
 
 1. the terminal check (stdin and stdout a TTY);
 2. with ``--serve [HOST:PORT]``: ``check_bind`` (off loopback a token is required);
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -78,12 +85,45 @@ def _api(args: argparse.Namespace, settings: Settings) -> tuple[str, int, str | 
     return host, port, token
 
 
+def _token(args: argparse.Namespace, settings: Settings) -> str | None:
+    """``--token``, else ``ORIN_TOKEN`` (read into the token setting), else none."""
+    given = getattr(args, "console_token", None) or os.environ.get("ORIN_TOKEN") or None
+    if given is None and settings.token is not None:
+        given = settings.token.get_secret_value() or None
+    return given
+
+
+def attach_target(args: argparse.Namespace, ctx: Context) -> str | None:
+    """The URL to attach to (``--attach``, or the core serving on this machine), or None to
+    start a core here.
+
+    Raises:
+        OrinError: ``--attach`` with ``--serve``, a bad URL, or no token off loopback.
+    """
+    from orin_console.cli.attach import check_attach_url, find_serving_core
+
+    url = getattr(args, "attach", None)
+    if url is not None:
+        if getattr(args, "serve", None) is not None:
+            raise OrinError("--attach and --serve do not go together: an attached console serves nothing "
+                            "(the server it attaches to does)")
+        return check_attach_url(url, _token(args, ctx.settings))
+    if getattr(args, "serve", None) is not None:
+        return None  # this console is to serve: it takes the lock (refused if a core runs)
+    return find_serving_core(ctx.settings.state_dir)
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    """Open the console on the settings' catalog; return the exit status."""
+    """Open the console on the settings' catalog, or attached; return the exit status."""
+    url = attach_target(args, ctx)  # a bad --attach is refused first, terminal or not
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         ctx.err.print("orin-console: the console needs a terminal (stdin and stdout a TTY); "
                       "for scripts use a command, e.g. `orin-console models list` (see --help)", markup=False)
         return EXIT_NO_TERMINAL
+    if url is not None:
+        from orin_console.cli.attach import run_attached
+
+        return run_attached(ctx, url, _token(args, ctx.settings))
     serving = _api(args, ctx.settings)
     address = None
     if serving is not None:

@@ -76,11 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
              "settings, 127.0.0.1:8000; ':0' any free port; off loopback a token is required)",
     )
     parser.add_argument(
+        "--attach",
+        default=None,
+        metavar="URL",
+        help="attach the console to the server at URL (e.g. http://127.0.0.1:8000) instead of "
+             "starting a core; without it the console attaches by itself to the core serving on "
+             "this machine, if one runs. Quitting leaves the server and its models running",
+    )
+    parser.add_argument(
         "--token",
         dest="console_token",
         default=None,
-        help="with --serve: the bearer token (default: the token setting / ORIN_TOKEN, which "
-             "unlike an argument does not show in ps)",
+        help="with --serve or --attach: the bearer token (default: the token setting / ORIN_TOKEN, "
+             "which unlike an argument does not show in ps); --attach off loopback needs one",
     )
     parser.epilog = "Without a command, opens the console (needs a terminal)."
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

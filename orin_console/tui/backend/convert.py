@@ -232,7 +232,7 @@ def result(data: Any, *, model_id: str = "", mode: str = "auto") -> Result:
     mode_name: Any = _str(d.get("mode"), mode)
     guess = TaskGuess(task, _opt_float(d.get("task_confidence")) or 0.0,
                       _strs(d.get("task_reasons")), {})
-    why = reasons[-1] if reasons else ""
+    why = reasons[0] if reasons else ""
     runner_up = _opt_str(d.get("runner_up"))
     selection = Selection(model_id=mid, task=task, mode=mode_name,
                           score=0.0, runner_up=runner_up, runner_up_score=None, reasons=reasons,

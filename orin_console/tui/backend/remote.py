@@ -52,7 +52,7 @@ from orin_console.tui.backend import ChatEngine, convert
 from orin_console.tui.backend.remote_chat import RemoteChat, core_error
 from orin_console.tui.backend.remote_extra import RemoteCatalogOps
 from orin_console.tui.bridge import EventRelay
-from orin_console.tui.messages import BackendState
+from orin_console.tui.messages import BackendState, LogLine
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -159,7 +159,7 @@ class RemoteBackend(RemoteCatalogOps):
         return Path.cwd()
 
     def startup_lines(self) -> list[tuple[str, str]]:
-        return [("info", f"attached to {self.url}: quitting leaves the server and its models running; ? for help")]
+        return [("info", "attached: quitting leaves the server and its models running; ? for help")]
 
     def start(self, app: App[Any]) -> None:
         self._app = app
@@ -238,6 +238,10 @@ class RemoteBackend(RemoteCatalogOps):
         if self._app is not None:
             self._app.post_message(message)
 
+    def _post_log(self, level: str, text: str) -> None:
+        if self._app is not None:
+            self._app.post_message(LogLine(level, text))
+
     # -- following the server -------------------------------------------------------------
 
     async def _follow_events(self) -> None:
@@ -260,9 +264,11 @@ class RemoteBackend(RemoteCatalogOps):
             self.connected = False
             attempt += 1
             since = time.strftime("%H:%M:%S", time.localtime(lost_at))
-            self._post(BackendState(False, f"⚠ {self.url} unreachable since {since}: reconnecting… "
-                                           f"(attempt {attempt}; {error[:120]}); the panes show the state "
-                                           f"as it was at {since}", log=first))
+            if first:
+                self._post_log("warning", f"lost {self.url} at {since} ({error[:200]}): reconnecting; "
+                                          "the panes keep the state as it was then")
+            self._post(BackendState(False, f"⚠ reconnecting to {self.url}… (lost at {since}, attempt "
+                                           f"{attempt}): the panes show the state as it was then"))
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF_S)
 
