@@ -5,17 +5,26 @@ variables (``ORIN_RAM_BUDGET_GB=4``), the config file, the defaults below.
 
 The config file is the first of: the ``config_file`` argument, ``$ORIN_CONFIG``,
 ``$XDG_CONFIG_HOME/orin-console/config.toml`` (``~/.config/orin-console/config.toml``). A
-missing file is fine (defaults apply); a file that exists but is invalid is refused with every
-bad key named. Keys in the file are the field names below, at top level::
+missing file is fine (defaults apply) unless it was named explicitly (``--config``); a file
+that exists but is invalid is refused with every bad key named. Keys in the file are the
+field names below, at top level::
 
     ram_budget_gb = 4.5
     model_folders = ["/data/models"]
     theme = "orin-light"
+
+Values in the file are strict: ``port = true`` or ``ram_budget_gb = "4"`` is refused with its
+line, not coerced (variables are text by nature and are parsed). A list or table setting
+given as a variable is JSON: ``ORIN_MODEL_FOLDERS='["/data/models"]'``. An ``ORIN_*`` variable
+that is no setting is not an error (other programs may share the prefix) but
+:func:`unknown_variables` names it and the closest known one, and the CLI warns.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,10 +37,11 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from pydantic_settings import SettingsError as SourceError
 
 from orin_console.core.errors import SettingsError
 from orin_console.core.files import CONFIG_FILE_LIMIT, read_text_file
-from orin_console.core.text import sanitize_path
+from orin_console.core.text import sanitize, sanitize_path
 from orin_console.core.units import GB, MB
 
 TelemetrySourceName = Literal["auto", "jtop", "nvml", "psutil"]
@@ -166,6 +176,20 @@ class Settings(BaseSettings):
         "when admission says it fits.",
     )
 
+    @field_validator("catalog_path", "state_dir")
+    @classmethod
+    def _path_has_no_nul(cls, value: Path) -> Path:
+        if "\x00" in str(value):
+            raise ValueError("holds a NUL character, which no file name can contain")
+        return value
+
+    @field_validator("model_folders")
+    @classmethod
+    def _folders_have_no_nul(cls, value: list[Path]) -> list[Path]:
+        if any("\x00" in str(folder) for folder in value):
+            raise ValueError("a folder holds a NUL character, which no file name can contain")
+        return value
+
     @field_validator("theme")
     @classmethod
     def _theme_is_a_name(cls, value: str) -> str:
@@ -213,21 +237,101 @@ class Settings(BaseSettings):
         return self.reserve_mb * MB
 
 
+def _expand(path: str | os.PathLike[str]) -> Path:
+    """``path`` with ``~`` expanded; ``~nosuchuser`` is left as it is (not an exception)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        return Path(path)
+
+
 def default_config_file(env: Mapping[str, str] | None = None) -> Path:
     """Where the config file is looked for when none is named."""
     env = os.environ if env is None else env
     if env.get("ORIN_CONFIG"):
-        return Path(env["ORIN_CONFIG"]).expanduser()
+        return _expand(env["ORIN_CONFIG"])
     base = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     return base / "orin-console" / "config.toml"
 
 
-class _TomlFileSource(PydanticBaseSettingsSource):
-    """Reads the flat TOML config file; a missing file contributes nothing."""
+OTHER_VARIABLES: tuple[str, ...] = (
+    "ORIN_CONFIG", "ORIN_DEBUG", "ORIN_API_URL", "ORIN_TEST_MARK", "ORIN_RUNNER_TEST_HOOKS",
+    "ORIN_RUNNER_TEST_TOKEN_DELAY_S", "ORIN_RUNNER_TEST_LOAD_DELAY_S",
+)
+"""``ORIN_*`` variables that are no setting but are read elsewhere (the config file's place,
+tracebacks, the SDK's server address, test hooks)."""
 
-    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+
+def known_variables() -> tuple[str, ...]:
+    """Every ``ORIN_*`` variable the console reads: one per setting, and :data:`OTHER_VARIABLES`."""
+    return tuple(f"ORIN_{name.upper()}" for name in Settings.model_fields) + OTHER_VARIABLES
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """One warning for each ``ORIN_*`` variable that the console does not read (a typo such as
+    ``ORIN_RAM_BUGDET_GB`` would otherwise be ignored silently), naming the closest known one."""
+    env = os.environ if env is None else env
+    known = known_variables()
+    warnings = []
+    for name in sorted(env):
+        if not name.upper().startswith("ORIN_") or name.upper() in known:
+            continue
+        close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.8)
+        hint = f"did you mean {close[0]}?" if close else "the settings are listed in the README"
+        warnings.append(f"{sanitize(name)[:80]} is not a setting and is ignored; {hint}")
+    return warnings
+
+
+def _show(value: Any) -> str:
+    """A value for a message: its repr (a path as text), sanitised and cut to 80 characters."""
+    text = sanitize(repr(str(value) if isinstance(value, Path) else value))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _line_of(text: str, key: str) -> str:
+    found = re.search(rf'^[ \t]*"?{re.escape(key)}"?[ \t]*=', text, re.MULTILINE)
+    return f" (line {text.count(chr(10), 0, found.start()) + 1})" if found else ""
+
+
+def _expected(annotation: Any) -> tuple[tuple[type, ...], str] | None:
+    """The TOML value types a setting accepts from the file, and how to say it."""
+    if annotation is bool:
+        return (bool,), "true or false without quotes"
+    if annotation is int:
+        return (int,), "a whole number without quotes"
+    if annotation is float:
+        return (int, float), "a number without quotes"
+    if annotation in (str, Path) or str(annotation).startswith(("typing.Literal", "pydantic.types.SecretStr")):
+        return (str,), "text in double quotes"
+    if str(annotation).startswith("list["):
+        return (list,), 'a list such as ["/data/models"]'
+    if str(annotation).startswith("dict["):
+        return (dict,), 'a table such as { "model.load" = "f5" }'
+    return None
+
+
+def _check_file_types(data: dict[str, Any], text: str, path: Path) -> None:
+    """Refuse a value of the wrong TOML type (``port = true``, ``ram_budget_gb = "4"``)."""
+    problems = []
+    for key, value in data.items():
+        info = Settings.model_fields.get(key)
+        rule = _expected(info.annotation) if info is not None else None
+        if rule is None:
+            continue
+        types, wanted = rule
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            problems.append(f"{key} = {_show(value)}{_line_of(text, key)}: expected {wanted}")
+    if problems:
+        raise SettingsError(f"{sanitize_path(path)}: invalid settings: " + "; ".join(problems))
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads the flat TOML config file; a missing file contributes nothing unless ``required``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path, *, required: bool = False) -> None:
         super().__init__(settings_cls)
         self.path = path
+        self.required = required
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         # Unused: __call__ returns the whole mapping at once.
@@ -239,13 +343,23 @@ class _TomlFileSource(PydanticBaseSettingsSource):
                 self.path, limit_bytes=CONFIG_FILE_LIMIT, what="config file", error=SettingsError
             )
         except FileNotFoundError:
+            if self.required:
+                raise SettingsError(f"{sanitize_path(self.path)}: the config file named by --config does not "
+                                    "exist; check the path, or leave --config out for the defaults") from None
             return {}
         try:
-            return tomllib.loads(text)
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(
-                f"{sanitize_path(self.path)}: cannot read the config file: not valid TOML: {exc}"
+                f"{sanitize_path(self.path)}: cannot read the config file: not valid TOML: {sanitize(str(exc))}"
             ) from None
+        except RecursionError:
+            raise SettingsError(
+                f"{sanitize_path(self.path)}: cannot read the config file: arrays or tables nested too deeply "
+                "(settings need at most two levels); fix or remove the nested value"
+            ) from None
+        _check_file_types(data, text, self.path)
+        return data
 
 
 class _MappingEnvSource(EnvSettingsSource):
@@ -273,9 +387,10 @@ def _describe_errors(exc: ValidationError, origin: str) -> str:
         if err["type"] == "extra_forbidden":
             msg = "is not a known setting; see the README's settings table"
         else:
-            msg = err["msg"][0].lower() + err["msg"][1:]
+            text = err["msg"].removeprefix("Value error, ")
+            msg = text[0].lower() + text[1:]
         env_name = f"ORIN_{field.upper()}"
-        lines.append(f"{field} = {err.get('input')!r}: {msg}{allowed} [{env_name} or {origin}]")
+        lines.append(f"{field} = {_show(err.get('input'))}: {msg}{allowed} [{env_name} or {origin}]")
     return "invalid settings: " + "; ".join(lines)
 
 
@@ -297,7 +412,12 @@ def load_settings(
             allowed range.
     """
     environ: Mapping[str, str] = os.environ if env is None else env
-    path = Path(config_file).expanduser() if config_file else default_config_file(environ)
+    explicit = config_file is not None and os.fspath(config_file) != ""
+    for named in (config_file, environ.get("ORIN_CONFIG")):
+        if named is not None and "\x00" in os.fspath(named):
+            raise SettingsError(f"the config file name {sanitize_path(named)!r} holds a NUL character, which "
+                                "no file name can contain; give the path of a TOML file")
+    path = _expand(config_file) if explicit and config_file is not None else default_config_file(environ)
 
     class _Loaded(Settings):
         @classmethod
@@ -312,11 +432,18 @@ def load_settings(
             return (
                 init_settings,
                 _MappingEnvSource(settings_cls, environ),
-                _TomlFileSource(settings_cls, path),
+                _TomlFileSource(settings_cls, path, required=explicit),
             )
 
     try:
         loaded = _Loaded(**overrides)
     except ValidationError as exc:
-        raise SettingsError(_describe_errors(exc, str(path))) from None
+        raise SettingsError(_describe_errors(exc, sanitize_path(path))) from None
+    except SourceError as exc:  # a list or table variable that is not JSON
+        found = re.search(r'field "([a-z_]+)"', str(exc))
+        name = found.group(1) if found else "?"
+        example = {"model_folders": '\'["/data/models"]\'', "keymap": '\'{"model.load": "f5"}\''}.get(name, "JSON")
+        variable = f"ORIN_{name.upper()}"
+        raise SettingsError(f"{variable} = {_show(environ.get(variable, ''))}: not valid JSON; a list or table "
+                            f"setting is given as JSON, e.g. {variable}={example}") from None
     return Settings.model_validate(loaded.model_dump())

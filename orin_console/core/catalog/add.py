@@ -12,13 +12,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from orin_console.core.catalog.store import TASKS, TIERS, Catalog, CatalogEntry, CatalogStore
+from pydantic import ValidationError
+
+from orin_console.core.catalog.store import (
+    ID_PATTERN,
+    TASKS,
+    TIERS,
+    Catalog,
+    CatalogEntry,
+    CatalogStore,
+    explain_entry_error,
+)
 from orin_console.core.errors import CatalogError, GGUFError
 from orin_console.core.gguf import GGUFInfo, read_gguf
 from orin_console.core.text import sanitize, sanitize_path
 from orin_console.core.tier import Tier
 
 DEFAULT_CONTEXT = 2048
+MIN_CONTEXT = 64
+MAX_CONTEXT = 131072
 
 
 @dataclass(frozen=True)
@@ -52,8 +64,12 @@ def discover(path: Path) -> list[Path]:
     """The GGUF files at ``path``: the file itself, or ``*.gguf`` under a folder (sorted).
 
     Raises:
-        CatalogError: the path does not exist, or a folder holds no ``.gguf`` file.
+        CatalogError: the path does not exist, is neither a file nor a folder (a FIFO, a
+            device), or a folder holds no ``.gguf`` file.
     """
+    if "\x00" in os.fspath(path):
+        raise CatalogError(f"{sanitize_path(path)}: the name holds a NUL character, which no file name can "
+                           "contain; give the path of a .gguf file or a folder")
     if path.is_file():
         return [path]
     if path.is_dir():
@@ -64,7 +80,15 @@ def discover(path: Path) -> list[Path]:
         if not found:
             raise CatalogError(f"{sanitize_path(path)}: no .gguf files in this folder")
         return found
-    raise CatalogError(f"{sanitize_path(path)}: no such file or folder")
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise CatalogError(f"{sanitize_path(path)}: no such file or folder") from None
+    except OSError as exc:  # a symlink loop, a name too long, a folder not searchable
+        raise CatalogError(f"{sanitize_path(path)}: cannot be read: {exc.strerror or exc}; "
+                           "give the path of a .gguf file or a folder") from None
+    raise CatalogError(f"{sanitize_path(path)}: not a regular file or a folder (a FIFO, a device or a socket); "
+                       "give the path of a .gguf file or a folder")
 
 
 def slug(text: str) -> str:
@@ -113,8 +137,19 @@ def propose_entries(
     for task in tasks or ():
         if task not in TASKS:
             raise CatalogError(f"unknown task '{sanitize(task)}' (allowed: {', '.join(TASKS)})")
+    if tasks is not None and not tasks:
+        raise CatalogError(f"no task given (allowed: {', '.join(TASKS)})")
+    if tasks and len(set(tasks)) != len(tasks):
+        twice = next(t for t in tasks if list(tasks).count(t) > 1)
+        raise CatalogError(f"task '{twice}' is given twice; list each task once")
     if tier is not None and tier not in TIERS:
         raise CatalogError(f"unknown tier '{sanitize(tier)}' (allowed: {', '.join(TIERS)})")
+    if model_id is not None and re.fullmatch(ID_PATTERN, model_id) is None:
+        raise CatalogError(f"id '{sanitize(model_id)[:80]}' is not allowed: it must start with a letter or digit "
+                           "and use only letters, digits, '.', '_' and '-' (at most 64 characters)")
+    if context is not None and not MIN_CONTEXT <= context <= MAX_CONTEXT:
+        raise CatalogError(f"context {context} is out of range: give {MIN_CONTEXT} to {MAX_CONTEXT} tokens "
+                           "(and at most the model's trained context)")
     files = discover(path)
     if model_id is not None and len(files) > 1:
         raise CatalogError(f"--id names one model but {sanitize_path(path)} holds {len(files)} .gguf files")
@@ -137,20 +172,31 @@ def propose_entries(
         except GGUFError as exc:
             refused.append(Refusal(file, str(exc)))
             continue
-        seen_files.add(real)
-        new_id = model_id or _unique_id(slug(file.stem), taken)
-        taken.add(new_id)
         trained = info.context_length or DEFAULT_CONTEXT
+        if context is not None and info.context_length and context > info.context_length:
+            refused.append(Refusal(file, f"context {context} is above the model's trained context "
+                                         f"{info.context_length}; give a context of {info.context_length} or less"))
+            continue
+        stored = _stored_path(catalog, file)
+        try:
+            stored.encode("utf-8")
+        except UnicodeEncodeError:
+            refused.append(Refusal(file, "its path is not valid UTF-8, which the catalog (a UTF-8 TOML file) "
+                                         "cannot hold; rename the file (or its folder) and add it again"))
+            continue
+        seen_files.add(real)
+        new_id = model_id if model_id is not None else _unique_id(slug(file.stem), taken)
+        taken.add(new_id)
         try:
             entries.append(CatalogEntry(
                 id=new_id,
-                path=_stored_path(catalog, file),
+                path=stored,
                 tasks=tuple(tasks) if tasks else (("chat",) if info.chat_template else ("completion",)),  # type: ignore[arg-type]
                 tier=Tier(tier) if tier else Tier.SWAP,
-                context=context or max(64, min(DEFAULT_CONTEXT, trained)),
+                context=context if context is not None else max(MIN_CONTEXT, min(DEFAULT_CONTEXT, trained)),
             ))
-        except ValueError as exc:
-            raise CatalogError(f"{sanitize_path(file)}: {sanitize(str(exc))}") from None
+        except ValidationError as exc:
+            raise CatalogError(f"{sanitize_path(file)}: {explain_entry_error(exc)}") from None
     return entries, refused
 
 
@@ -181,5 +227,8 @@ def describe(catalog: Catalog) -> list[ModelRow]:
             info, problem = read_gguf(path), None
         except GGUFError as exc:
             info, problem = None, sanitize(f"{exc.field}: {exc.reason}")
+        if info is not None and info.context_length and entry.context > info.context_length:
+            problem = (f"context {entry.context} is above the model's trained context {info.context_length}; "
+                       f"set context = {info.context_length} or less")
         rows.append(ModelRow(entry, path, info, problem))
     return rows

@@ -13,7 +13,10 @@ The file holds an array of tables, one per model::
     sha256 = "..."                          # optional; checked before loading
 
 A file that fails validation is refused whole: :class:`CatalogStore` keeps the last good
-catalog in force and the error names the entry, the field and what is allowed.
+catalog in force and the error names the entry, the field, its line and what is allowed.
+Values are strict: ``priority = true`` or ``context = "4096"`` is refused, not coerced (the
+file is edited by hand, and a coerced value is a silent surprise). Two entries for one file
+(the same real path) are refused too: each model file is in the catalog once.
 
 The file is read only when it is a regular file of at most :data:`CATALOG_LIMIT` bytes.
 Edits from several processes at once (``models add`` run in parallel, the console pinning a
@@ -26,6 +29,7 @@ changes and the link stays.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import tomllib
 from collections.abc import Callable, Iterable, Iterator
@@ -33,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import tomlkit
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 from tomlkit.items import AoT, Table
 
@@ -70,14 +74,14 @@ class CatalogEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(pattern=ID_PATTERN, description="Unique name used everywhere else.")
-    path: str = Field(min_length=1, description="GGUF file, relative to the catalog file.")
+    id: StrictStr = Field(pattern=ID_PATTERN, description="Unique name used everywhere else.")
+    path: StrictStr = Field(min_length=1, max_length=4096, description="GGUF file, relative to the catalog file.")
     tasks: tuple[Task, ...] = Field(min_length=1, description="What the model is good for.")
     tier: Tier = Field(Tier.SWAP, description="Preferred tier when loaded.")
-    context: int = Field(2048, ge=64, le=131072, description="Context size in tokens.")
-    priority: int = Field(50, ge=0, le=100, description="Tie-breaker in auto selection.")
-    pin: bool = Field(False, description="A pinned model keeps its tier.")
-    sha256: str | None = Field(
+    context: StrictInt = Field(2048, ge=64, le=131072, description="Context size in tokens.")
+    priority: StrictInt = Field(50, ge=0, le=100, description="Tie-breaker in auto selection.")
+    pin: StrictBool = Field(False, description="A pinned model keeps its tier.")
+    sha256: StrictStr | None = Field(
         None, pattern=r"^[0-9a-f]{64}$", description="Expected checksum (lower-case hex)."
     )
 
@@ -88,12 +92,36 @@ class CatalogEntry(BaseModel):
             raise ValueError("lists a task twice")
         return value
 
+    @field_validator("path")
+    @classmethod
+    def _no_nul_in_path(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("holds a NUL character, which no file name can contain")
+        return value
+
     def to_toml(self) -> dict[str, Any]:
         """The entry as the plain values written to ``models.toml`` (defaults included)."""
         data = self.model_dump(exclude_none=True)
         data["tasks"] = list(self.tasks)
         data["tier"] = self.tier.value  # plain text in the file, not the enum
         return data
+
+
+def expand_user(path: str | os.PathLike[str]) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded; an unknown user leaves it as it is
+    (``Path.expanduser`` raises there)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        return Path(path)
+
+
+def _entry_file(catalog_path: Path, entry: CatalogEntry) -> Path:
+    """The entry's file as an absolute path (relative paths are taken from the catalog's folder)."""
+    candidate = expand_user(entry.path)
+    if not candidate.is_absolute():
+        candidate = catalog_path.parent / candidate
+    return Path(os.path.abspath(candidate))
 
 
 class Catalog:
@@ -129,10 +157,7 @@ class Catalog:
 
     def model_path(self, entry: CatalogEntry) -> Path:
         """The entry's file as an absolute path (relative paths are taken from the catalog's folder)."""
-        candidate = Path(entry.path).expanduser()
-        if not candidate.is_absolute():
-            candidate = self.path.parent / candidate
-        return Path(os.path.abspath(candidate))
+        return _entry_file(self.path, entry)
 
     def find_by_file(self, file: Path) -> CatalogEntry | None:
         """The entry whose file resolves to the same real path as ``file``, if any."""
@@ -158,24 +183,64 @@ def _entry_label(raw: Any, index: int) -> str:
     return f"entry {index + 1}"
 
 
+_EXPECTED = {
+    "int_type": "a whole number without quotes",
+    "bool_type": "true or false without quotes",
+    "string_type": "text in double quotes",
+    "tuple_type": 'a list such as ["chat"]',
+}
+
+
+def _show(value: Any) -> str:
+    """A value from the file for a message: its repr, sanitised and cut to 80 characters."""
+    text = sanitize(repr(value))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _explain(err: ErrorDetails) -> str:
     field = ".".join(str(p) for p in err["loc"]) or "(entry)"
     kind = err["type"]
+    if kind in _EXPECTED:
+        return f"field '{field}' = {_show(err.get('input'))}: expected {_EXPECTED[kind]}"
     if kind == "extra_forbidden":
         allowed = ", ".join(CatalogEntry.model_fields)
         return f"field '{field}' is not known (allowed fields: {allowed})"
     if kind == "missing":
         return f"field '{field}' is required"
     if kind == "literal_error":
-        return f"field '{field}' = {err.get('input')!r}: {err['msg'].lower()}"
+        return f"field '{field}' = {_show(err.get('input'))}: {err['msg'].lower()}"
     if kind == "string_pattern_mismatch" and field == "id":
         return (
-            f"field 'id' = {err.get('input')!r}: must start with a letter or digit and use only "
+            f"field 'id' = {_show(err.get('input'))}: must start with a letter or digit and use only "
             "letters, digits, '.', '_' and '-' (at most 64 characters)"
         )
     if kind == "string_pattern_mismatch" and field == "sha256":
         return "field 'sha256' must be 64 lower-case hex digits"
-    return f"field '{field}' = {err.get('input')!r}: {err['msg'][0].lower()}{err['msg'][1:]}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"field '{field}' = {_show(err.get('input'))}: {msg[0].lower()}{msg[1:]}"
+
+
+def explain_entry_error(exc: ValidationError) -> str:
+    """A pydantic error about a :class:`CatalogEntry` as one plain line (no pydantic dump)."""
+    return "; ".join(_explain(err) for err in exc.errors())
+
+
+_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*models[ \t]*\]\]", re.MULTILINE)
+
+
+def _field_line(text: str, index: int, field: str) -> int | None:
+    """The line (1-based) of ``field`` in the ``index``-th ``[[models]]`` table, when it can
+    be found by a plain scan (an inline-table layout is not searched)."""
+    headers = [m.start() for m in _HEADER.finditer(text)]
+    if index >= len(headers):
+        return None
+    start = headers[index]
+    end = headers[index + 1] if index + 1 < len(headers) else len(text)
+    key = re.compile(rf'^[ \t]*"?{re.escape(field)}"?[ \t]*=', re.MULTILINE)
+    found = key.search(text, start, end)
+    if found is None:
+        return text.count("\n", 0, start) + 1 if field == "(entry)" else None
+    return text.count("\n", 0, found.start()) + 1
 
 
 def parse_catalog(text: str, path: Path) -> Catalog:
@@ -188,7 +253,10 @@ def parse_catalog(text: str, path: Path) -> Catalog:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise CatalogError(f"{sanitize_path(path)}: not valid TOML: {exc}") from None
+        raise CatalogError(f"{sanitize_path(path)}: not valid TOML: {sanitize(str(exc))}") from None
+    except RecursionError:
+        raise CatalogError(f"{sanitize_path(path)}: not valid for the console: arrays or tables nested too "
+                           "deeply (a catalog needs two levels); fix or remove the nested value") from None
     problems: list[str] = []
     extra = sorted(set(data) - {"models"})
     if extra:
@@ -198,6 +266,7 @@ def parse_catalog(text: str, path: Path) -> Catalog:
         raise CatalogError(f"{sanitize_path(path)}: 'models' must be an array of tables ([[models]])")
     entries: list[CatalogEntry] = []
     seen: dict[str, int] = {}
+    files: dict[str, int] = {}
     for index, raw in enumerate(raw_models):
         label = _entry_label(raw, index)
         if not isinstance(raw, dict):
@@ -206,12 +275,22 @@ def parse_catalog(text: str, path: Path) -> Catalog:
         try:
             entry = CatalogEntry.model_validate(raw)
         except ValidationError as exc:
-            problems.extend(f"{label}: {_explain(err)}" for err in exc.errors())
+            for err in exc.errors():
+                field = str(err["loc"][0]) if err["loc"] else "(entry)"
+                line = _field_line(text, index, field)
+                where = f" (line {line})" if line is not None else ""
+                problems.append(f"{label}: {_explain(err)}{where}")
             continue
         if entry.id in seen:
             problems.append(f"{label}: id '{entry.id}' is already used by entry {seen[entry.id] + 1}")
             continue
+        real = os.path.realpath(_entry_file(path, entry))
+        if real in files:
+            problems.append(f"{label}: its file {sanitize_path(entry.path)} is already the file of entry "
+                            f"{files[real] + 1}; each file is in the catalog once (remove one entry)")
+            continue
         seen[entry.id] = index
+        files[real] = index
         entries.append(entry)
     if problems:
         raise CatalogError(f"{sanitize_path(path)}: refused, the last good catalog stays in force: "
@@ -228,7 +307,10 @@ class CatalogStore:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(os.path.abspath(Path(path).expanduser()))
+        if "\x00" in os.fspath(path):
+            raise CatalogError(f"the catalog path '{sanitize_path(path)}' holds a NUL character, which no file "
+                               "name can contain; give the path of a models.toml file")
+        self.path = Path(os.path.abspath(expand_user(path)))
         self._lock = threading.RLock()
         self._current: Catalog | None = None
         self._stamp: tuple[int, int] | None = None

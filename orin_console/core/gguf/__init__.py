@@ -60,16 +60,20 @@ def read_gguf(path: str | os.PathLike[str], limits: GGUFLimits = DEFAULT_LIMITS)
             names the header field, key or tensor at fault.
     """
     spath = os.fspath(path)
+    if "\x00" in spath:
+        raise GGUFError("file", "the file name holds a NUL character, which no file name can contain", spath)
     try:
         # O_NONBLOCK: opening a FIFO must not hang; it is refused just below.
         fd = os.open(spath, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise GGUFError("file", f"cannot open: {exc.strerror or exc}", spath) from None
     try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            reason = "not a regular file (a folder)" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise GGUFError("file", reason, spath)
         with os.fdopen(fd, "rb", buffering=0) as f:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise GGUFError("file", "not a regular file", spath)
             return _parse(Cursor(f, st.st_size, limits, spath))
     except OSError as exc:
         raise GGUFError("file", f"read failed: {exc.strerror or exc}", spath) from None
