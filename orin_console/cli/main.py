@@ -22,7 +22,7 @@ from rich.console import Console
 from orin_console import __version__
 from orin_console.core.errors import OrinError
 from orin_console.core.lifecycle import ConsoleTerminated, terminate_on_signals
-from orin_console.core.settings import Settings, load_settings
+from orin_console.core.settings import Settings, load_settings, unknown_variables
 from orin_console.core.text import sanitize
 
 EXIT_USAGE = 2
@@ -117,19 +117,41 @@ def _import_optional(name: str) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script. Returns the process exit status."""
+    from orin_console.cli import guard
+
+    closed = guard.check_std_streams()  # before argparse: even --help needs an open stdout
+    if closed is not None:
+        sys.stderr.write(closed + "\n")
+        return EXIT_USAGE
     parser = build_parser()
-    args = parser.parse_args(argv)
-    out = Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
+    try:
+        args = parser.parse_args(argv)
+    except BrokenPipeError:  # `--help | head -1`
+        guard.silence_output()
+        return 0
+    out = guard.CliConsole(highlight=False)
+    err = guard.CliConsole(stderr=True, highlight=False)
     if args.command is None:  # no command: open the console
         from orin_console.cli import console as console_cmd
 
         args.func = console_cmd.run
+    else:
+        if args.serve is not None:  # it would be ignored silently
+            parser.error(f"--serve applies to the console (no command), not to '{args.command}'; "
+                         "to serve the API alone use `orin-console serve`")
+        guard.install_log_handler()
     try:
         with terminate_on_signals():
-            overrides = {"catalog_path": args.catalog} if args.catalog else {}
+            overrides = {"catalog_path": args.catalog} if args.catalog is not None else {}
             settings = load_settings(args.config, **overrides)
-            return int(args.func(args, Context(settings=settings, console=out, err=err)) or 0)
+            for warning in unknown_variables():
+                err.print(f"orin-console: warning: {warning}", markup=False, soft_wrap=True)
+            code = int(args.func(args, Context(settings=settings, console=out, err=err)) or 0)
+            guard.flush_stdout()
+            return code
+    except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly
+        guard.silence_output()
+        return 0
     except ConsoleTerminated as exc:
         err.print(f"orin-console: {exc}; shut down cleanly", markup=False)
         return exc.exit_status
@@ -139,17 +161,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("orin-console: interrupted", markup=False)
         return 130
+    except OSError as exc:
+        message = guard.environment_error(exc)
+        if message is None:
+            return _internal_error(exc, err)
+        guard.silence_output(stderr=False)  # what is still buffered must not fail at exit
+        sys.stderr.write(message + "\n")
+        return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - the last line of defence for the operator
-        if os.environ.get("ORIN_DEBUG") == "1":
-            traceback.print_exc()
-        else:
-            err.print(
-                f"orin-console: internal error: {type(exc).__name__}: {sanitize(str(exc))} "
-                "(set ORIN_DEBUG=1 for the traceback and please report it)",
-                markup=False,
-                soft_wrap=True,
-            )
-        return 1
+        return _internal_error(exc, err)
+
+
+def _internal_error(exc: Exception, err: Console) -> int:
+    """A defect: say so in one line (the traceback only with ORIN_DEBUG=1)."""
+    if os.environ.get("ORIN_DEBUG") == "1":
+        traceback.print_exc()
+    else:
+        err.print(
+            f"orin-console: internal error: {type(exc).__name__}: {sanitize(str(exc))} "
+            "(set ORIN_DEBUG=1 for the traceback and please report it)",
+            markup=False,
+            soft_wrap=True,
+        )
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -91,7 +91,8 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
             cells.append((
                 r.entry.id, sanitize_path(r.path.name), format_size(r.info.file_size),
                 sanitize(r.info.architecture),
-                r.info.quantization or "?", f"{r.entry.context}/{r.info.context_length or '?'}",
+                r.info.quantization or "?",
+                f"{r.entry.context}/{r.info.context_length or '?'}" + (" too long" if r.problem else ""),
                 ", ".join(r.entry.tasks), tier,
             ))
     table = Table(title=escape(f"Catalog: {sanitize_path(store.path)}"), title_justify="left",
@@ -156,7 +157,10 @@ def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
     result = add_models(store, args.path, model_id=args.model_id, tasks=tasks,
                         tier=args.tier, context=args.context)
     if len(result.refused) == 1 and not result.added:
-        raise CatalogError(f"not added: {result.refused[0].reason}")
+        refusal = result.refused[0]
+        name = sanitize_path(refusal.path)
+        reason = sanitize(refusal.reason)
+        raise CatalogError(f"not added: {reason}" if name in reason else f"not added: {name}: {reason}")
     for entry in result.added:
         ctx.console.print(f"added {entry.id}: {sanitize_path(entry.path)} (tasks {','.join(entry.tasks)}, "
                           f"tier {entry.tier}, context {entry.context})", markup=False)

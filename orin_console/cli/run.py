@@ -6,8 +6,10 @@ the model, the reason, TTFT and tokens/s) goes to standard error, so
 emits (other than newline and tab) and bidi overrides are dropped (``core.text.sanitize``) so
 they cannot drive the terminal or disguise text.
 
-Exit status: 0 answered; 1 the model could not serve (load refused or failed, runner died,
-busy); 2 bad input (one line saying what); 130 interrupted (Ctrl-C cancels the generation
+Exit status: 0 answered (or the reader of the answer went away, ``| head``); 1 the model
+could not serve (load refused or failed, runner died, busy: said once); 2 bad input (one line
+saying what: an unknown ``--model`` in any mode, standard input closed or not UTF-8 for
+``-``, standard output closed or on a full disk); 130 interrupted (Ctrl-C cancels the generation
 within one token and ends the runners); 143 / 129 SIGTERM / SIGHUP (the same, then the console
 shuts down cleanly).
 """
@@ -16,16 +18,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
+from orin_console.cli import guard
 from orin_console.cli.main import Context
 from orin_console.core import create_core
 from orin_console.core.engine.inference import EngineStream
 from orin_console.core.engine.selection import MODES, Mode
 from orin_console.core.engine.types import EngineError, GenerationParams, Result
+from orin_console.core.errors import OrinError
 from orin_console.core.events.bus import Event, EventBus
 from orin_console.core.events.kinds import LoadProgress
 from orin_console.core.instance import hold_instance
@@ -37,6 +43,8 @@ from orin_console.core.text import sanitize
 
 EXIT_SERVE_FAILED = 1
 EXIT_INTERRUPTED = 130
+STDIN_LIMIT = 4 * 1024 * 1024
+"""The longest prompt read from standard input (no model's context holds more)."""
 _SERVE_ERRORS = (AdmissionRefused, ModelBusy, ModelUnavailable, RunnerError)
 
 
@@ -104,6 +112,36 @@ class _Progress:
         self.shown = -1
 
 
+def read_prompt(arg: str) -> str:
+    """The prompt: the argument, or standard input for ``-`` (bounded, UTF-8 only).
+
+    Raises:
+        EngineError: standard input is closed, is not UTF-8 or holds more than
+            :data:`STDIN_LIMIT` bytes.
+    """
+    if arg != "-":
+        return arg
+    if guard.stdin_closed():
+        raise EngineError('standard input is closed (started with <&-); pipe the prompt in '
+                          '(echo "…" | orin-console run -) or give it as an argument')
+    data = sys.stdin.buffer.read(STDIN_LIMIT + 1)
+    if len(data) > STDIN_LIMIT:
+        raise EngineError(f"standard input holds more than {STDIN_LIMIT // (1024 * 1024)} MB; a prompt must fit "
+                          "the model's context: shorten it")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EngineError(f"standard input is not valid UTF-8 (byte offset {exc.start}); "
+                          "convert it first, e.g. with iconv -t UTF-8") from None
+
+
+def _check_model(known: list[str], model: str | None) -> None:
+    """An unknown ``--model`` is an error in every mode (hybrid would silently pick another)."""
+    if model is not None and model not in known:
+        raise OrinError(f"no model '{_clean(model)[:80]}' in the catalog (known: {', '.join(known) or 'none'}); "
+                        "see `orin-console models list`")
+
+
 def _params(args: argparse.Namespace) -> GenerationParams:
     return GenerationParams.build(max_tokens=args.max_tokens, temperature=args.temperature,
                                   top_p=args.top_p, seed=args.seed,
@@ -115,12 +153,14 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     mode: Mode = args.mode or ("manual" if args.model else "auto")
     if mode == "auto" and args.model:
         raise EngineError("--model needs --mode manual or hybrid (auto picks the model itself)")
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    prompt = read_prompt(args.prompt)
     params = _params(args)  # bad parameters fail before anything starts
     streamed = not (args.no_stream or args.json)
-    with hold_instance(ctx.settings.state_dir, "run"), \
+    quiet = guard.DropLogger("orin_console.core.manager.loads")  # run reports a runner death itself
+    with _filtered(quiet), hold_instance(ctx.settings.state_dir, "run"), \
             create_core(ctx.settings, telemetry=False, optimiser=False, watch_interval_s=0) as core:
         manager, engine = core.manager, core.engine
+        _check_model([entry.id for entry in manager.catalog], args.model)
         stream = engine.stream_quick(
             prompt, mode=mode, model=args.model if mode == "manual" else None,
             preferred=args.model if mode == "hybrid" else None, params=params,
@@ -140,6 +180,19 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
             return EXIT_SERVE_FAILED
         finally:
             progress.end()
+
+
+@contextmanager
+def _filtered(log_filter: logging.Filter) -> Iterator[None]:
+    """``log_filter`` on the CLI's warning handlers for the duration."""
+    handlers = guard.cli_handlers()
+    for handler in handlers:
+        handler.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(log_filter)
 
 
 def _serve(stream: EngineStream, args: argparse.Namespace, ctx: Context, progress: _Progress) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,28 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_serve)
 
 
+def check_host(host: str) -> None:
+    """Refuse a bind address that is not one (uvicorn would fail later, exit 3, naming neither).
+
+    Raises:
+        OrinError: the address is empty, too long, holds a control character, or does not
+            resolve.
+    """
+    from orin_console.core.errors import OrinError
+    from orin_console.core.text import sanitize
+
+    shown = sanitize(host)[:80]
+    if not host or len(host) > 253 or sanitize(host) != host or any(ch.isspace() for ch in host):
+        raise OrinError(f"--host '{shown}': not an address; give an IP address such as 127.0.0.1 "
+                        "(loopback) or 0.0.0.0 (every interface, with a token)")
+    try:
+        socket.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise OrinError(f"--host '{shown}': not an address this machine can bind ({sanitize(reason)}); give "
+                        "an IP address such as 127.0.0.1 or 0.0.0.0") from None
+
+
 def _url(host: str, port: int) -> str:
     shown = f"[{host.strip('[]')}]" if ":" in host else host
     return f"http://{shown}:{port}"
@@ -68,6 +91,7 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
     port: int = settings.port if args.port is None else args.port
     if not 0 <= port <= 65535:
         raise OrinError(f"--port {port}: must be 0 to 65535")
+    check_host(host)
     token = args.token or (settings.token.get_secret_value() if settings.token is not None else None)
     check_bind(host, token)
 

@@ -47,9 +47,19 @@ def register(sub: Any) -> None:
                    help="seconds between samples (default: the telemetry_interval_s setting)")
     p.add_argument("--source", choices=SOURCE_NAMES, default=None,
                    help="preferred source (default: the telemetry_source setting)")
-    p.add_argument("--count", type=int, default=None, metavar="N",
+    p.add_argument("--count", type=_count, default=None, metavar="N",
                    help="with --watch: stop after N samples")
     p.set_defaults(func=cmd_telemetry)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: give 1 or more (or leave --count out to watch until Ctrl-C)")
+    return value
 
 
 def _positive(text: str) -> float:
@@ -158,7 +168,8 @@ def render_sample(sample: Sample, status: list[SourceStatus], history: list[Samp
 
 
 def _quiet_logs() -> None:
-    """The command shows source problems itself; keep Python's last-resort logger quiet."""
+    """The command shows source problems itself; keep Python's last-resort logger (and the
+    CLI's warning line, :mod:`orin_console.cli.guard`, which stands for it) quiet about them."""
     if not logging.getLogger().handlers:
         for name in ("orin_console.core.telemetry", "jtop"):
             logger = logging.getLogger(name)

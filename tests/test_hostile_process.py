@@ -1,0 +1,138 @@
+"""Hostile process surroundings, as a new user meets them: closed standard streams, a full
+disk, a pipe whose reader leaves, a runner that dies. Subprocesses, since the file
+descriptors are the point; each case is short (a tiny model, a few tokens)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+from hostile_support import CATALOG, cli_process, snapshot
+
+from orin_console.testing.waits import wait_until
+
+from conftest import REPO_ROOT
+
+
+@pytest.fixture
+def home(tmp_path: Path, tiny_pair: Path) -> Path:
+    shutil.copyfile(tiny_pair / "alpha.gguf", tmp_path / "alpha.gguf")
+    (tmp_path / "models.toml").write_text(CATALOG)
+    return tmp_path
+
+
+def _one_line(stderr: bytes, *needles: str) -> str:
+    text = stderr.decode()
+    assert "Traceback" not in text and "internal error" not in text, text
+    lines = [line for line in text.splitlines() if not line.startswith("loading ")]
+    assert len(lines) == 1, text
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def _closed(fd: int) -> dict[str, object]:
+    """Popen options that start the child with descriptor ``fd`` closed."""
+    def close() -> None:
+        os.close(fd)
+    return {"preexec_fn": close}
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["run", "hi", "--max-tokens", "3"], ("standard output is closed", "redirect")),
+        (["models", "list"], ("standard output is closed",)),
+        (["--help"], ("standard output is closed",)),
+    ],
+)
+def test_closed_stdout_is_refused_before_anything_is_done(home: Path, argv: list[str],
+                                                          needles: tuple[str, ...]) -> None:
+    before = snapshot(home / "models.toml")
+    proc = cli_process("--catalog", str(home / "models.toml"), *argv, cwd=home, capture_output=False,
+                       stdout=None, stderr=subprocess.PIPE, **_closed(1))
+    assert proc.returncode == 2
+    _one_line(proc.stderr, *needles)
+    assert snapshot(home / "models.toml") == before
+
+
+def test_closed_stdin_is_refused_only_where_it_is_read(home: Path) -> None:
+    proc = cli_process("--catalog", str(home / "models.toml"), "run", "-", cwd=home,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, **_closed(0))
+    assert proc.returncode == 2 and proc.stdout == b""
+    _one_line(proc.stderr, "standard input is closed", "give it as an argument")
+    proc = cli_process("--catalog", str(home / "models.toml"), "models", "list", "--json", cwd=home,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, **_closed(0))
+    assert proc.returncode == 0 and b'"alpha"' in proc.stdout
+
+
+@pytest.mark.parametrize(("data", "needles"), [
+    (b"\xff\xfe", ("standard input is not valid UTF-8 (byte offset 0)",)),
+    (b"x" * (4 * 1024 * 1024 + 1), ("standard input holds more than 4 MB",)),
+], ids=["not-utf8", "over-4mb"])
+def test_bad_stdin_prompt(home: Path, data: bytes, needles: tuple[str, ...]) -> None:
+    proc = cli_process("--catalog", str(home / "models.toml"), "run", "-", cwd=home, input=data,
+                       capture_output=True)
+    assert proc.returncode == 2
+    _one_line(proc.stderr, *needles)
+
+
+@pytest.mark.parametrize("argv", [["run", "hi", "--max-tokens", "3", "--temperature", "0"],
+                                  ["models", "list"], ["models", "list", "--json"]])
+def test_stdout_on_a_full_disk_is_one_line(home: Path, argv: list[str]) -> None:
+    with open("/dev/full", "wb") as full:
+        proc = cli_process("--catalog", str(home / "models.toml"), *argv, cwd=home, stdout=full,
+                           stderr=subprocess.PIPE)
+    assert proc.returncode == 2
+    _one_line(proc.stderr, "no space left on device", "free some space")
+
+
+@pytest.mark.parametrize("argv", [["telemetry", "--watch", "--interval", "0.1", "--source", "psutil"],
+                                  ["telemetry", "--watch", "--json", "--interval", "0.1", "--source", "psutil"],
+                                  ["--help"]])
+def test_a_pipe_whose_reader_leaves_ends_quietly_with_status_0(home: Path, argv: list[str]) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "orin_console", "--catalog", str(home / "models.toml"), *argv],
+                            cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()  # `| head -1`
+    proc.stdout.close()
+    try:
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert code == 0, err
+    assert "Traceback" not in err and "error" not in err.lower(), err
+
+
+def test_a_runner_death_is_said_once(home: Path) -> None:
+    env = {"ORIN_RUNNER_TEST_HOOKS": "1", "ORIN_RUNNER_TEST_TOKEN_DELAY_S": "0.2"}
+    proc = subprocess.Popen([sys.executable, "-m", "orin_console", "--catalog", str(home / "models.toml"),
+                             "run", "hi", "--max-tokens", "200"], cwd=home, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)})
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        proc.stdout.read(1)  # the answer has started: the runner is generating
+        me = psutil.Process(proc.pid)
+        wait_until(lambda: bool(me.children()), timeout=10)
+        for child in me.children():
+            child.send_signal(signal.SIGKILL)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read().decode()
+    proc.stdout.close()
+    proc.stderr.close()
+    assert code == 1, err
+    _one_line(err.encode(), "alpha could not answer", "killed (SIGKILL)")
+    assert err.count("killed (SIGKILL)") == 1, err
