@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,6 +40,7 @@ from orin_console.core.catalog.store import Catalog
 from orin_console.core.events.kinds import (
     CatalogChanged,
     GenerationFinished,
+    GenerationStarted,
     ModelStateChanged,
     Snapshot,
     TelemetrySample,
@@ -114,6 +116,7 @@ class RemoteBackend(RemoteCatalogOps):
         self._events_task: Future[None] | None = None
         self._refresh_lock: asyncio.Lock | None = None
         self._refresh_task: asyncio.Future[None] | None = None
+        self._refresh_again = False
         self.connected = False
         self.reconnects = 0
         """How many times the event stream was lost and taken up again."""
@@ -222,7 +225,8 @@ class RemoteBackend(RemoteCatalogOps):
                 self._memory = (available, swap_free, self._memory[2])
 
     async def _refresh_catalog(self) -> None:
-        """The catalog and usage figures from ``GET /models/list`` (one fetch at a time)."""
+        """The catalog, usage figures and the models' volatile fields from ``GET /models/list``
+        (one fetch at a time)."""
         if self._refresh_lock is None:
             self._refresh_lock = asyncio.Lock()
         async with self._refresh_lock:
@@ -231,6 +235,17 @@ class RemoteBackend(RemoteCatalogOps):
         with self._lock:
             self._catalog = convert.catalog(raw, _REMOTE_CATALOG)
             self._usage = convert.usage(raw)
+            listed = {info.id for info in models}
+            for gone in [m for m in self._models if m not in listed]:  # removed from the catalog
+                del self._models[gone]
+            for info in models:
+                kept = self._models.get(info.id)
+                if kept is None:  # added to the catalog: no state event yet
+                    self._models[info.id] = convert.model_status(info.raw)
+                elif (kept.state.value, kept.tier) == (info.state, info.tier):
+                    # what changes without a state event (busy ends after a move's runner swap)
+                    self._models[info.id] = replace(kept, busy=info.busy, queued=info.queued, pin=info.pin,
+                                                    measured_bytes=info.measured_bytes or kept.measured_bytes)
         if self._relay is not None:
             self._relay.mark_dirty()
 
@@ -284,18 +299,12 @@ class RemoteBackend(RemoteCatalogOps):
                 self._apply(event)
                 if isinstance(event, Snapshot):
                     await self._on_snapshot(event, lost_at)
-                elif isinstance(event, CatalogChanged | GenerationFinished) or (
-                        isinstance(event, ModelStateChanged) and self._pin_changed(event)):
+                elif isinstance(event, CatalogChanged | GenerationStarted | GenerationFinished | ModelStateChanged):
                     self._schedule_refresh()
                 if self._relay is not None:
                     self._relay.on_event(event)
         finally:
             watchdog.cancel()
-
-    def _pin_changed(self, event: ModelStateChanged) -> bool:
-        catalog = self._catalog
-        return catalog is not None and event.model_id in catalog and \
-            catalog.get(event.model_id).pin != event.status.pin
 
     async def _on_snapshot(self, event: Snapshot, lost_at: float) -> None:
         await self._refresh_catalog()
@@ -311,9 +320,19 @@ class RemoteBackend(RemoteCatalogOps):
         self._post(BackendState(True, text, log=was_lost))
 
     def _schedule_refresh(self) -> None:
-        """Fetch the catalog and usage again soon (one fetch in flight at a time; the loop's thread)."""
+        """Fetch ``/models/list`` again after this event (the loop's thread): one fetch in flight,
+        and one more after it when events came meanwhile, so the last fetch follows the last event."""
         if self._refresh_task is None or self._refresh_task.done():
-            self._refresh_task = asyncio.ensure_future(self._refresh_quietly())
+            self._refresh_task = asyncio.ensure_future(self._refresh_loop())
+        else:
+            self._refresh_again = True
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            self._refresh_again = False
+            await self._refresh_quietly()
+            if not self._refresh_again:
+                return
 
     async def _refresh_quietly(self) -> None:
         with contextlib.suppress(Exception):  # the next event or snapshot tries again
