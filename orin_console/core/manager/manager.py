@@ -53,6 +53,7 @@ from orin_console.core.manager.recorder import MeasurementRecorder
 from orin_console.core.manager.stream import GenerationReport, ManagedStream
 from orin_console.core.manager.types import (
     ManagerClosed,
+    ModelInTransition,
     ModelState,
     ModelStatus,
     ModelUnavailable,
@@ -375,9 +376,11 @@ class Manager:
             if model.op is not None and not model.op.done():
                 if model.op_target is target:
                     return model.op
+                if model.op_target is Tier.DISK:
+                    raise ModelInTransition(f"`{model_id}` is being unloaded; wait for it to finish, then load it")
                 where = model.op_target.value if model.op_target is not None else "?"
-                raise OrinError(f"`{model_id}` is {model.state.value} (on its way to {where}); "
-                                "wait for it to finish, or unload it")
+                raise ModelInTransition(f"`{model_id}` is {model.state.value} (on its way to {where}); "
+                                        "wait for it to finish, or unload it")
             if model.state == ModelState.READY and model.tier is target and model.runner is not None:
                 done: Future[ModelStatus] = Future()
                 done.set_result(model.status())
@@ -420,9 +423,24 @@ class Manager:
     def _ready_runner(self, model: ModelRuntime, timeout: float | None, cancel: CancelToken | None) -> None:
         if model.serving_runner() is not None:
             return  # warm: no file work, no plan
-        wait_for(self.load(model.model_id), timeout, cancel)  # restarts a failed or unloaded model
+        with model.lock:  # a load or move under way: a generation takes whatever tier it reaches
+            pending = model.op if model.op is not None and not model.op.done() else None
+            if model.op_target is Tier.DISK:
+                pending = None  # an unload: asking to load now is refused (ModelInTransition)
+        try:
+            if pending is not None:
+                wait_for(pending, timeout, cancel)
+                if model.serving_runner() is not None:
+                    return
+            wait_for(self.load(model.model_id), timeout, cancel)  # restarts a failed or unloaded model
+        except Cancelled as exc:
+            if cancel is not None and cancel.cancelled:
+                raise  # this request was cancelled (its client went away)
+            # the load it waited for was stopped (an unload won): not this client's doing
+            raise ModelUnavailable(f"`{model.model_id}` could not serve: its load was stopped ({exc}); "
+                                   "ask again to restart it") from None
         if model.serving_runner() is None:
-            raise ModelUnavailable(f"`{model.model_id}` is not loaded: {model.error or 'unloaded'}")
+            raise ModelUnavailable(f"`{model.model_id}` is not loaded: {model.unavailable_reason()}")
 
     def generate(self, model_id: str, request: GenerateRequest, *,
                  load_timeout: float | None = None, request_id: str | None = None,
@@ -450,7 +468,7 @@ class Manager:
         try:
             runner = model.serving_runner()
             if runner is None:
-                raise ModelUnavailable(f"`{model_id}` stopped: {model.error or 'unloaded'}; ask again to restart it")
+                raise ModelUnavailable(f"`{model_id}` stopped: {model.unavailable_reason()}; ask again to restart it")
             generation = runner.generate(request)
         except BaseException:
             model.queue.release()

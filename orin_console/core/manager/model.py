@@ -145,6 +145,18 @@ class ModelRuntime:
                 return runner
             return None
 
+    def unavailable_reason(self) -> str:
+        """Why the model cannot serve now, in words that match its state (a reason kept from an
+        earlier refusal or failure is not the reason once the model was unloaded since)."""
+        with self.lock:
+            state, error = self._state, self._error
+            target = self._target.value if self._target is not None else None
+        if state in (ModelState.UNLOADING, ModelState.UNLOADED):
+            return "it was unloaded"
+        if state in (ModelState.LOADING, ModelState.MOVING):
+            return f"it is {state.value} into the {target} tier"
+        return error or f"it is {state.value}"
+
     # -- transitions -------------------------------------------------------------------------
 
     def _illegal(self, action: str) -> InvalidTransition:

@@ -132,5 +132,10 @@ class ModelBusy(OrinError):
     """The model's generation queue is full; try again or pick another model."""
 
 
+class ModelInTransition(ModelBusy):
+    """The model is being loaded, moved or unloaded towards another tier than asked: retry once
+    that has finished (a conflict with an operation in progress, not a bad request)."""
+
+
 class ModelUnavailable(OrinError):
     """The model cannot serve: it failed to load, died, or was removed from the catalog."""

@@ -1,0 +1,68 @@
+"""A generation that meets a load, move or unload in progress (found by ``stress.budget``):
+it waits for a load into any tier instead of being refused, a conflict is ``ModelInTransition``
+(HTTP 429, retry) rather than a bare 400, and a load stopped by an unload is
+``ModelUnavailable`` for the waiting request, not ``Cancelled`` (HTTP 499: "the client went
+away", which it did not)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orin_console.core.manager.manager import Manager
+from orin_console.core.manager.types import ModelBusy, ModelInTransition, ModelState, ModelUnavailable
+from orin_console.core.runner import GenerateRequest
+from orin_console.testing.managers import make_manager
+from orin_console.testing.waits import wait_until
+
+SLOW_LOAD = {"ORIN_RUNNER_TEST_HOOKS": "1", "ORIN_RUNNER_TEST_LOAD_DELAY_S": "0.6"}
+
+
+@pytest.fixture
+def manager(workdir: Path) -> Iterator[Manager]:
+    with make_manager(workdir, runner_env=SLOW_LOAD) as mgr:
+        yield mgr
+
+
+def _request() -> GenerateRequest:
+    return GenerateRequest(prompt="hello", max_tokens=4, temperature=0.0)
+
+
+def test_a_generation_waits_for_a_load_into_another_tier(manager: Manager) -> None:
+    loading = manager.load("alpha", "swap")  # the catalog's tier is ram
+    wait_until(lambda: manager.model_status("alpha").state == ModelState.LOADING, what="alpha to be loading")
+    text = "".join(chunk.text for chunk in manager.generate("alpha", _request()))
+    assert text
+    assert loading.result(30).tier == "swap"
+
+
+def test_a_load_during_an_unload_is_a_transition_conflict(manager: Manager) -> None:
+    manager.load("alpha")
+    wait_until(lambda: manager.model_status("alpha").state == ModelState.LOADING, what="alpha to be loading")
+    unloading = manager.unload("alpha")
+    with pytest.raises(ModelInTransition, match="being unloaded") as raised:
+        manager.load("alpha", "swap")
+    assert isinstance(raised.value, ModelBusy)  # the API answers 429: retry when it is done
+    unloading.result(30)
+
+
+def test_a_request_waiting_on_a_load_stopped_by_an_unload_is_told_so(manager: Manager) -> None:
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            for _ in manager.generate("alpha", _request()):
+                pass
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            errors.append(exc)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    wait_until(lambda: manager.model_status("alpha").state == ModelState.LOADING, what="alpha to be loading")
+    manager.unload("alpha").result(30)
+    asker.join(30)
+    assert len(errors) == 1 and isinstance(errors[0], ModelUnavailable), errors
+    assert "its load was stopped" in str(errors[0]) and "alpha" in str(errors[0])
