@@ -116,7 +116,9 @@ def attach_target(args: argparse.Namespace, ctx: Context) -> str | None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Open the console on the settings' catalog, or attached; return the exit status."""
     url = attach_target(args, ctx)  # a bad --attach is refused first, terminal or not
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    # `orin-console web` runs each browser session through Textual's web driver (pipes, no TTY)
+    web_session = os.environ.get("TEXTUAL_DRIVER", "").startswith("textual.drivers.web_driver")
+    if not web_session and not (sys.stdin.isatty() and sys.stdout.isatty()):
         ctx.err.print("orin-console: the console needs a terminal (stdin and stdout a TTY); "
                       "for scripts use a command, e.g. `orin-console models list` (see --help)", markup=False)
         return EXIT_NO_TERMINAL

@@ -68,25 +68,6 @@ def _check_port(option: str, port: int) -> int:
     return port
 
 
-def check_attach_url(url: str) -> str:
-    """An ``http(s)://host[:port]`` URL, without a trailing slash.
-
-    Raises:
-        OrinError: anything else (the message shows the expected form).
-    """
-    text = url.strip()
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        parts = None
-    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.username
-            or parts.password or parts.query or parts.fragment or any(c.isspace() for c in text)):
-        raise OrinError(f"--attach {sanitize(url)[:200]!r}: give the API's address as http://HOST:PORT "
-                        "(e.g. http://127.0.0.1:8000)")
-    return text.rstrip("/")
-
-
 def local_url(address: str) -> str:
     """The lock file's address as this machine reaches it (a wildcard bind becomes loopback)."""
     parts = urlsplit(address)
@@ -123,7 +104,10 @@ def cmd_web(args: argparse.Namespace, ctx: Context) -> int:
     check_bind(host, token)
     attach = args.web_attach or getattr(args, "attach", None)
     if attach:
-        return _serve(args, ctx, host, port, token, check_attach_url(attach), "the API at " + attach, None)
+        from orin_console.cli.attach import check_attach_url
+
+        url = check_attach_url(attach, token)
+        return _serve(args, ctx, host, port, token, url, f"the API at {sanitize(url)}", None)
     api_port = _check_port("--api-port", settings.port if args.api_port is None else args.api_port)
     lock = InstanceLock(settings.state_dir, "web")
     try:
