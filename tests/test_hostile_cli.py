@@ -5,14 +5,20 @@ does not matter; the process-level cases (closed descriptors, a full disk, pipes
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from hostile_support import CATALOG, assert_refused, cli, snapshot
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from orin_console.cli.main import main
 from orin_console.core.catalog.store import parse_catalog
 from orin_console.core.engine.inference import Engine
 
@@ -87,6 +93,22 @@ OTHER_CASES: list[tuple[list[str], tuple[str, ...]]] = [
     (["telemetry", "--interval", "fast"], ("--interval: not a number: 'fast'",)),
     (["plan", "--bogus"], ("unrecognized arguments",)),
     (["serve", "--port", "http"], ("--port",)),
+    (["serve", "--port", "70000"], ("--port 70000: must be 0 to 65535",)),
+    (["serve", "--host", "\x1b[2J", "--token", "t" * 32], ("--host '\ufffd[2J': not an address",)),
+    (["serve", "--host", "a b", "--token", "t" * 32], ("not an address",)),
+    (["serve", "--catalog", "{h}/x\x00.toml"], ("catalog_path", "NUL character")),
+    (["--serve=:0", "models", "list"], ("--serve applies to the console (no command)", "orin-console serve")),
+    (["telemetry", "--watch", "--count", "0"], ("--count: 0: give 1 or more",)),
+    (["telemetry", "--watch", "--count", "-3"], ("--count: -3: give 1 or more",)),
+    (["telemetry", "--interval", "nan"], ("--interval: must be between 0.05 and 3600 seconds",)),
+    (["run", "hi", "--max-tokens", "0"], ("max_tokens = 0",)),
+    (["run", "hi", "--temperature", "nan"], ("temperature = nan",)),
+    (["run", "hi", "--top-p", "0"], ("top_p = 0.0",)),
+    (["run", "hi", "--seed", "-1"], ("seed = -1",)),
+    (["run", "hi", "--stop", ""], ("stop = ('',)",)),
+    (["run", ""], ("prompt = '': must be a non-empty string",)),
+    (["run", "\udcff"], ("cannot be encoded as UTF-8",)),
+    (["run", "hi", "--model", "alpha", "--mode", "auto"], ("--model needs --mode manual or hybrid",)),
 ]
 
 
@@ -176,3 +198,38 @@ def test_run_strips_bidi_and_control_characters_from_the_answer_keeping_newlines
     assert result.out == "safetxt]0;pwned[2Ja\tb\ncde\n"
     for bad in ("\u202e", "\x1b", "\x07", "\u2066", "\u200f", "\x9b", "\r", "\u2028", "\x00"):
         assert bad not in result.out and bad not in result.err
+
+
+_ARG = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20)
+
+
+@settings(max_examples=60)
+@given(model_id=st.one_of(st.none(), _ARG), context=st.one_of(st.none(), _ARG, st.integers().map(str)),
+       tasks=st.one_of(st.none(), _ARG, st.lists(st.sampled_from(["chat", "code", "x", ""]), max_size=3).map(",".join)),
+       tier=st.one_of(st.none(), st.sampled_from(["ram", "swap", "disk", "gpu", ""])))
+def test_models_add_with_any_arguments_adds_or_refuses_in_one_line(
+        tiny_model_path: Path, model_id: str | None, context: str | None, tasks: str | None, tier: str | None) -> None:
+    """Whatever the arguments: exit 0 with the entry written, or exit 2 with one line and the
+    catalog as it was."""
+    argv: list[str] = []
+    for flag, value in (("--id", model_id), ("--context", context), ("--tasks", tasks), ("--tier", tier)):
+        if value is not None:
+            argv.append(f"{flag}={value}")
+    with tempfile.TemporaryDirectory() as folder:
+        home = Path(folder)
+        shutil.copyfile(tiny_model_path, home / "m.gguf")
+        catalog = home / "models.toml"
+        catalog.write_text(CATALOG)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(["--catalog", str(catalog), "models", "add", str(home / "m.gguf"), *argv])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+        assert code in (0, 2), err.getvalue()
+        assert "Traceback" not in err.getvalue() and "internal error" not in err.getvalue()
+        if code == 2:
+            assert len(err.getvalue().strip().splitlines()) == 1, err.getvalue()
+            assert catalog.read_text() == CATALOG
+        else:
+            assert len(parse_catalog(catalog.read_text(), catalog)) == 2

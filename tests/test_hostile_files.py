@@ -148,3 +148,15 @@ def test_models_add_refuses_every_crafted_file_cleanly(home: Path, capsys: pytes
     result = cli(capsys, "--catalog", str(catalog), "models", "add", str(path))
     assert_refused(result, "not added", "invalid GGUF", case.field)  # type: ignore[attr-defined]
     assert snapshot(catalog) == before
+
+
+@pytest.mark.parametrize(("catalog", "needles"), [
+    ("/dev/null/models.toml", ("/dev/null: cannot create the catalog's folder", "File exists")),
+    ("{h}/file/models.toml", ("cannot create the catalog's folder",)),
+], ids=["under-dev-null", "under-a-file"])
+def test_a_catalog_in_a_folder_that_cannot_be_made(home: Path, tiny_model_path: Path,
+                                                    capsys: pytest.CaptureFixture[str], catalog: str,
+                                                    needles: tuple[str, ...]) -> None:
+    (home / "file").write_text("x")
+    shutil.copyfile(tiny_model_path, home / "m.gguf")
+    assert_refused(cli(capsys, "--catalog", catalog.format(h=home), "models", "add", str(home / "m.gguf")), *needles)

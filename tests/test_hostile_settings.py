@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 from hostile_support import assert_refused, cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orin_console.core.errors import SettingsError
-from orin_console.core.settings import load_settings, unknown_variables
+from orin_console.core.settings import Settings, load_settings, unknown_variables
 
 # (config file bytes, words the error must hold)
 FILE_CASES: list[tuple[bytes, tuple[str, ...]]] = [
@@ -114,3 +116,35 @@ def test_a_config_path_that_is_not_a_file(tmp_path: Path, capsys: pytest.Capture
     assert_refused(cli(capsys, "--config", str(fifo), "models", "list"), "FIFO")
     assert_refused(cli(capsys, "--config", "/dev/zero", "models", "list"), "character device")
     assert_refused(cli(capsys, "--config", str(loop), "models", "list"), "loop.toml")
+
+
+_ANY_TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30)
+
+
+@settings(max_examples=150)
+@given(field=st.sampled_from(sorted(Settings.model_fields)), value=_ANY_TEXT)
+def test_any_text_in_any_variable_gives_settings_or_a_settings_error(field: str, value: str) -> None:
+    try:
+        load_settings(env={f"ORIN_{field.upper()}": value})
+    except SettingsError as exc:
+        assert "\x1b" not in str(exc) and len(str(exc)) < 1000
+
+
+_TOML_VALUE = st.one_of(st.booleans(), st.integers(), st.floats(allow_nan=False), _ANY_TEXT,
+                        st.lists(_ANY_TEXT, max_size=3), st.dictionaries(_ANY_TEXT, _ANY_TEXT, max_size=2))
+
+
+@settings(max_examples=150)
+@given(field=st.sampled_from([*sorted(Settings.model_fields), "zz"]), value=_TOML_VALUE)
+def test_any_value_in_the_config_file_gives_settings_or_a_settings_error(field: str, value: object) -> None:
+    import tempfile
+
+    import tomlkit
+
+    with tempfile.TemporaryDirectory() as folder:
+        cfg = Path(folder) / "config.toml"
+        cfg.write_text(tomlkit.dumps({field: value}))
+        try:
+            load_settings(cfg, env={})
+        except SettingsError as exc:
+            assert "\x1b" not in str(exc) and len(str(exc)) < 1000

@@ -377,7 +377,13 @@ class CatalogStore:
         atomically. When ``change`` returns ``False`` nothing is written.
         """
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CatalogError(
+                    f"{sanitize_path(self.path.parent)}: cannot create the catalog's folder: "
+                    f"{exc.strerror or exc}; give a catalog path in a folder that exists and can be written"
+                ) from None
             with exclusive_lock(self.path, what="catalog", error=CatalogError):
                 try:
                     text = self._read()
