@@ -72,6 +72,11 @@ ADD_POSITIVE = ["2xx", "403", "404", "409", "422"]
 model folder and be a valid GGUF: facts about the disk no document can state; the 403 and the
 422s (`InvalidPath`, `NotARegularFile`, `NotGGUF`, `ModelRefused`) are documented with their types."""
 
+APPLY_POSITIVE = ["2xx", "409", "422"]
+"""A schema-valid `/placement/apply` body may name models that have no move in the plan now (a fact
+about the models' usage and residency at that moment): 422 `NoSuchMove`, documented; 409 while
+another apply runs."""
+
 SEED_GENERATION = ["/quick/generate", "/generate", "/chat"]
 SEED_POSITIVE = ["2xx", "404", "409", "422", "429"]
 """A schema-valid prompt (or 256 messages) may not fit the chosen model's context with its
@@ -89,6 +94,8 @@ CONFIG = {
         *({"include-path": path, "checks": {"positive_data_acceptance": {"expected-statuses": OPENAI_POSITIVE}}}
           for path in OPENAI_GENERATION),
         {"include-path": "/models/add", "checks": {"positive_data_acceptance": {"expected-statuses": ADD_POSITIVE}}},
+        {"include-path": "/placement/apply",
+         "checks": {"positive_data_acceptance": {"expected-statuses": APPLY_POSITIVE}}},
         *({"include-path": path, "checks": {"positive_data_acceptance": {"expected-statuses": SEED_POSITIVE}}}
           for path in SEED_GENERATION),
     ],

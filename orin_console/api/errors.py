@@ -10,7 +10,7 @@ with a one-line message, logged in full on the server.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -78,12 +78,30 @@ async def _on_orin_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(type(exc).__name__, str(exc), **extra), status_code=status_for(exc))
 
 
+_ID_PATTERNS = {
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$": "is not a catalog id (1 to 64 of letters, digits, '.', '_', '-', "
+                                         "starting with a letter or digit)",
+    r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$": "is not a request id (letters, digits, '.', '_', ':', '/', '-', "
+                                       "starting with a letter or digit)",
+}
+
+
+def _explain(error: Mapping[str, Any]) -> str:
+    """Pydantic's message, in the operator's words where it would quote a regular expression."""
+    ctx = error.get("ctx") or {}
+    if error.get("type") == "string_pattern_mismatch" and ctx.get("pattern") in _ID_PATTERNS:
+        given = error.get("input")
+        shown = repr(given[:40]) + ("…" if len(given) > 40 else "") if isinstance(given, str) else "the value"
+        return f"{shown} {_ID_PATTERNS[ctx['pattern']]}"
+    return str(error.get("msg", "invalid"))
+
+
 async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
     field = _field_of(first.get("loc", ("body",)))
-    message = f"{field}: {first.get('msg', 'invalid')}"
+    message = f"{field}: {_explain(first)}"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return JSONResponse(error_body("ValidationError", message, field=field), status_code=422)
@@ -100,7 +118,13 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
         answer = OpenAIError(exc.status_code, str(exc.detail), type=_type_for(exc.status_code)).response()
         answer.headers.update(headers or {})
         return answer
-    return JSONResponse(error_body("HTTPError", str(exc.detail)), status_code=exc.status_code, headers=headers)
+    detail = str(exc.detail)
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route {request.method} {path[:120]} (GET /docs lists the routes)"
+    elif exc.status_code == 405 and detail == "Method Not Allowed":
+        allowed = (headers or {}).get("allow") or (headers or {}).get("Allow") or "see GET /docs"
+        detail = f"{request.method} is not allowed on {path[:120]} (allowed: {allowed})"
+    return JSONResponse(error_body("HTTPError", detail), status_code=exc.status_code, headers=headers)
 
 
 async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:

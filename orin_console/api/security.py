@@ -8,6 +8,9 @@ request bodies, no CORS unless configured.
   configured ones): a browser page on another origin that rebinds its DNS name to 127.0.0.1
   still sends its own name, and is refused.
 - A request body over ``max_body_bytes`` is refused with 413 before it is read into memory.
+- A body (POST, PUT, PATCH) is read here and checked by :mod:`orin_console.api.json_guard`
+  (JSON content type, UTF-8, valid JSON, depth, duplicate keys, lone surrogates) before any
+  route runs; the route then gets the same bytes, and still hears the client leave.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orin_console.api.json_guard import BodyProblem, check_body
 from orin_console.core.errors import SettingsError
+from orin_console.core.text import sanitize
 
 PUBLIC_PATHS = frozenset({"/system/health"})
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -64,8 +70,15 @@ def allowed_hosts_for(bind_host: str, extra: Iterable[str] = ()) -> list[str]:
 
 
 async def _send_error(send: Send, status: int, kind: str, message: str,
-                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json.dumps({"error": {"type": kind, "message": message}}).encode()
+                      headers: list[tuple[bytes, bytes]] | None = None, scope: Scope | None = None) -> None:
+    """The seed routes' error shape, or OpenAI's under ``/v1`` (``code``: the seed type)."""
+    path = str((scope or {}).get("path", ""))
+    if path == "/v1" or path.startswith("/v1/"):
+        kind_v1 = {401: "authentication_error"}.get(status, "invalid_request_error")
+        error: dict[str, Any] = {"message": message, "type": kind_v1, "param": None, "code": kind}
+    else:
+        error = {"type": kind, "message": message}
+    body = json.dumps({"error": error}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()), *(headers or [])]})
@@ -121,19 +134,33 @@ class GuardMiddleware:
             await _send_error(send, 400, "HostNotAllowed",
                               "the Host header names a host this server does not serve (DNS "
                               "rebinding protection); use the server's address, or add the name "
-                              "to the allowed hosts")
+                              "to the allowed hosts", scope=scope)
             return
         if not self._token_ok(scope):
             await _send_error(send, 401, "Unauthorized",
                               "this server needs 'Authorization: Bearer <token>' (the token it was "
-                              "started with)", [(b"www-authenticate", b"Bearer")])
+                              "started with)", [(b"www-authenticate", b"Bearer")], scope=scope)
             return
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             await _send_error(send, 413, "BodyTooLarge",
-                              f"the request body is {int(length)} bytes; the limit is {self.max_body_bytes}")
+                              f"the request body is {int(length)} bytes; the limit is {self.max_body_bytes}",
+                              scope=scope)
             return
-        await self.app(scope, self._bounded(receive, send), send)
+        bounded = self._bounded(receive, send)
+        if scope.get("method") in BODY_METHODS:
+            try:
+                body = await _read_body(bounded)
+            except BodyTooLarge as exc:
+                await _send_error(send, 413, "BodyTooLarge", str(exc), scope=scope)
+                return
+            if body:
+                problem = check_body(body, _header(scope, b"content-type"))
+                if problem is not None:
+                    await _send_problem(scope, send, problem)
+                    return
+            bounded = _replay(body, receive)
+        await self.app(scope, bounded, send)
 
     def _bounded(self, receive: Receive, send: Send) -> Receive:
         seen = 0
@@ -149,6 +176,56 @@ class GuardMiddleware:
             return message
 
         return bounded
+
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+"""Methods whose body is read and checked (:mod:`orin_console.api.json_guard`) before any route runs."""
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client left before sending it all
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body once, then the client's own messages (so a route still hears a disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _send_problem(scope: Scope, send: Send, problem: BodyProblem) -> None:
+    """The seed routes' error shape, or OpenAI's under ``/v1`` (``param``: the field at fault)."""
+    path = str(scope.get("path", ""))
+    whole = problem.field == "body"
+    if path == "/v1" or path.startswith("/v1/"):  # OpenAI's param form: messages[0].content
+        message = problem.message if whole else f"{problem.field}: {problem.message}"
+        error: dict[str, Any] = {"message": sanitize(message), "type": "invalid_request_error",
+                                 "param": None if whole else sanitize(problem.field), "code": problem.kind}
+        status = 415 if problem.status == 415 else 400
+    else:  # the seed routes' field form: messages.0.content
+        field = re.sub(r"\[(\d+)\]", r".\1", problem.field)
+        message = problem.message if whole else f"{field}: {problem.message}"
+        error = {"type": problem.kind, "message": sanitize(message), "field": sanitize(field)}
+        status = problem.status
+    body = json.dumps({"error": error}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class BodyTooLarge(Exception):

@@ -1,0 +1,157 @@
+"""Hostile SDK arguments (issue 11 part 7): a wrong type is a ``TypeError`` and a wrong value a
+``ValueError``, each naming the argument, raised before any request is sent (the transport here
+fails the test if anything is)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from orin_console.client import OrinClient
+
+Call = Callable[[OrinClient], Awaitable[Any]]
+
+
+def never(request: httpx.Request) -> httpx.Response:  # pragma: no cover - nothing may be sent
+    raise AssertionError(f"sent {request.method} {request.url}")
+
+
+def run(call: Call) -> Any:
+    async def main() -> Any:
+        async with OrinClient(transport=httpx.MockTransport(never)) as client:
+            result = call(client)
+            if hasattr(result, "text") and not asyncio.iscoroutine(result):  # a TextStream: start it
+                return await result.text()
+            return await result
+
+    return asyncio.run(main())
+
+
+CASES: list[tuple[str, Call, type[Exception], str]] = [
+    # generation
+    ("prompt surrogate", lambda c: c.inference.quick_generate("a\ud800"), ValueError, "prompt"),
+    ("prompt empty", lambda c: c.inference.quick_generate(""), ValueError, "prompt"),
+    ("prompt huge", lambda c: c.inference.generate("a" * 262_145), ValueError, "prompt"),
+    ("prompt bytes", lambda c: c.inference.generate(b"hi"), TypeError, "prompt"),
+    ("max_tokens 0", lambda c: c.inference.quick_generate("x", max_tokens=0), ValueError, "max_tokens"),
+    ("max_tokens -5", lambda c: c.inference.generate("x", max_tokens=-5), ValueError, "max_tokens"),
+    ("max_tokens huge", lambda c: c.inference.generate("x", max_tokens=2**40), ValueError, "max_tokens"),
+    ("max_tokens float", lambda c: c.inference.generate("x", max_tokens=5.0), TypeError, "max_tokens"),
+    ("temperature nan", lambda c: c.inference.generate("x", temperature=float("nan")), ValueError, "temperature"),
+    ("temperature inf", lambda c: c.inference.generate("x", temperature=float("inf")), ValueError, "temperature"),
+    ("temperature 3", lambda c: c.inference.generate("x", temperature=3), ValueError, "temperature"),
+    ("temperature str", lambda c: c.inference.generate("x", temperature="0.5"), TypeError, "temperature"),
+    ("top_p 0", lambda c: c.inference.generate("x", top_p=0), ValueError, "top_p"),
+    ("top_p 1.5", lambda c: c.inference.generate("x", top_p=1.5), ValueError, "top_p"),
+    ("seed -1", lambda c: c.inference.generate("x", seed=-1), ValueError, "seed"),
+    ("seed bool", lambda c: c.inference.generate("x", seed=True), TypeError, "seed"),
+    ("stop many", lambda c: c.inference.generate("x", stop=["a", "b", "c", "d", "e"]), ValueError, "stop"),
+    ("stop empty", lambda c: c.inference.generate("x", stop=[""]), ValueError, "stop[0]"),
+    ("stop long", lambda c: c.inference.generate("x", stop=["a" * 65]), ValueError, "stop[0]"),
+    ("stop int", lambda c: c.inference.generate("x", stop=[1]), TypeError, "stop[0]"),
+    ("stop surrogate", lambda c: c.inference.generate("x", stop=["\udc00"]), ValueError, "stop[0]"),
+    ("mode", lambda c: c.inference.generate("x", mode="telepathic"), ValueError, "mode"),
+    ("model traversal", lambda c: c.inference.generate("x", model="../x"), ValueError, "model"),
+    ("model NUL", lambda c: c.inference.chat("hi", model="a\x00b"), ValueError, "model"),
+    ("model long", lambda c: c.inference.chat("hi", model="a" * 65), ValueError, "model"),
+    ("request_id", lambda c: c.inference.generate("x", request_id="a b"), ValueError, "request_id"),
+    ("request_id long", lambda c: c.inference.generate("x", request_id="a" * 81), ValueError, "request_id"),
+    ("messages empty", lambda c: c.inference.chat([]), ValueError, "messages"),
+    ("messages many", lambda c: c.inference.chat([{"role": "user", "content": "x"}] * 257), ValueError, "messages"),
+    ("role", lambda c: c.inference.chat([{"role": "god", "content": "x"}]), ValueError, "messages[0]['role']"),
+    ("content surrogate", lambda c: c.inference.chat([{"role": "user", "content": "\ud800"}]), ValueError,
+     "messages[0]['content']"),
+    ("chat str surrogate", lambda c: c.inference.chat("\ud800"), ValueError, "messages"),
+    ("batch empty", lambda c: c.inference.batch([]), ValueError, "items"),
+    ("batch many", lambda c: c.inference.batch(["x"] * 65), ValueError, "items"),
+    ("batch surrogate", lambda c: c.inference.batch(["ok", "\ud800"]), ValueError, "items[1]"),
+    ("stream surrogate", lambda c: c.inference.stream(prompt="\ud800"), ValueError, "prompt"),
+    ("stream bad tokens", lambda c: c.inference.stream(prompt="x", max_tokens=0), ValueError, "max_tokens"),
+    # models
+    ("get traversal", lambda c: c.models.get("../system/status"), ValueError, "model_id"),
+    ("get NUL", lambda c: c.models.get("a\x00b"), ValueError, "model_id"),
+    ("get long", lambda c: c.models.get("a" * 65), ValueError, "model_id"),
+    ("get int", lambda c: c.models.get(5), TypeError, "model_id"),
+    ("load tier", lambda c: c.models.load("alpha", "attic"), ValueError, "tier"),
+    ("load tier disk", lambda c: c.models.load("alpha", "disk"), ValueError, "tier"),
+    ("load wait", lambda c: c.models.load("alpha", wait="yes"), TypeError, "wait"),
+    ("load timeout", lambda c: c.models.load("alpha", timeout=-1), ValueError, "timeout"),
+    ("move tier", lambda c: c.models.move("alpha", "attic"), ValueError, "tier"),
+    ("move none", lambda c: c.models.move("alpha", None), TypeError, "tier"),
+    ("unload id", lambda c: c.models.unload("a/b"), ValueError, "model_id"),
+    ("pin", lambda c: c.models.pin("alpha", pinned=1), TypeError, "pinned"),
+    ("plan tier", lambda c: c.models.plan("alpha", tier="attic"), ValueError, "tier"),
+    ("operation NUL", lambda c: c.models.operation("op\ud800"), ValueError, "operation_id"),
+    ("operation long", lambda c: c.models.operation("o" * 81), ValueError, "operation_id"),
+    ("add NUL", lambda c: c.models.add("/models/a\x00.gguf"), ValueError, "path"),
+    ("add surrogate", lambda c: c.models.add("/models/\udcff.gguf"), ValueError, "path"),
+    ("add empty", lambda c: c.models.add(""), ValueError, "path"),
+    ("add long", lambda c: c.models.add("/" + "a" * 5000), ValueError, "path"),
+    ("add pathlike", lambda c: c.models.add(b"/models/a.gguf"), TypeError, "path"),
+    ("add id", lambda c: c.models.add("/m/a.gguf", id="../x"), ValueError, "id"),
+    ("add tasks str", lambda c: c.models.add("/m/a.gguf", tasks="chat"), TypeError, "tasks"),
+    ("add tasks unknown", lambda c: c.models.add("/m/a.gguf", tasks=["dance"]), ValueError, "tasks[0]"),
+    ("add tasks twice", lambda c: c.models.add("/m/a.gguf", tasks=["chat", "chat"]), ValueError, "tasks"),
+    ("add tasks empty", lambda c: c.models.add("/m/a.gguf", tasks=[]), ValueError, "tasks"),
+    ("add tier", lambda c: c.models.add("/m/a.gguf", tier="attic"), ValueError, "tier"),
+    ("add context", lambda c: c.models.add("/m/a.gguf", context=-5), ValueError, "context"),
+    ("add context 0", lambda c: c.models.add("/m/a.gguf", context=0), ValueError, "context"),
+    ("add context bool", lambda c: c.models.add("/m/a.gguf", context=True), TypeError, "context"),
+    ("add dry_run", lambda c: c.models.add("/m/a.gguf", dry_run="yes"), TypeError, "dry_run"),
+    # placement
+    ("apply str", lambda c: c.placement.apply(model_ids="alpha"), TypeError, "model_ids"),
+    ("apply empty", lambda c: c.placement.apply(model_ids=[]), ValueError, "model_ids"),
+    ("apply traversal", lambda c: c.placement.apply(model_ids=["../x"]), ValueError, "model_ids[0]"),
+    ("apply dict", lambda c: c.placement.apply(model_ids={"alpha": 1}), TypeError, "model_ids"),
+]
+
+
+@pytest.mark.parametrize(("call", "kind", "name"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_a_bad_argument_is_refused_before_any_request_naming_it(call: Call, kind: type[Exception], name: str) -> None:
+    with pytest.raises(kind) as raised:
+        run(call)
+    assert name in str(raised.value), str(raised.value)
+
+
+def test_events_arguments_are_checked_before_connecting() -> None:
+    async def first(**kwargs: Any) -> Any:
+        async with OrinClient(transport=httpx.MockTransport(never)) as client:
+            async for event in client.events(**kwargs):
+                return event
+        return None
+
+    for kwargs, kind, name in (({"kinds": ["Model StateChanged"]}, ValueError, "kinds"),
+                               ({"kinds": ["\x00"]}, ValueError, "kinds"), ({"kinds": [5]}, TypeError, "kinds"),
+                               ({"snapshot": "yes"}, TypeError, "snapshot")):
+        with pytest.raises(kind, match=name):
+            asyncio.run(first(**kwargs))
+
+
+@pytest.mark.parametrize(("token", "kind"), [("a\r\nX-Injected: 1", ValueError), ("tok en", ValueError),
+                                             ("tök", ValueError), ("", TypeError), (5, TypeError)])
+def test_a_token_that_could_not_be_a_header_is_refused(token: Any, kind: type[Exception]) -> None:
+    with pytest.raises(kind, match="token"):
+        OrinClient(token=token, transport=httpx.MockTransport(never))
+
+
+def test_valid_edge_values_are_sent() -> None:
+    bodies: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.content)
+        return httpx.Response(200, json={"text": "", "model": "a", "model_id": "a", "task": "chat",
+                                         "explanation": "", "ttft_s": None, "tok_per_s": None, "tokens": 0,
+                                         "finish_reason": "stop", "request_id": "r"})
+
+    async def main() -> None:
+        async with OrinClient(transport=httpx.MockTransport(handler)) as client:
+            await client.inference.generate("é\U0001f600", max_tokens=131072, temperature=0, top_p=1, seed=0,
+                                            stop=["a" * 64] * 4, model="a" * 64, request_id="r:1/2")
+            await client.inference.chat([{"role": "system", "content": ""}, {"role": "user", "content": "x"}])
+
+    asyncio.run(main())
+    assert len(bodies) == 2
