@@ -198,8 +198,9 @@ class EventRelay:
 
     def _on_source_changed(self, event: TelemetrySourceChanged) -> None:
         fix = f"; fix: {sanitize(event.fix)}" if event.fix else ""
-        if event.previous is None or (event.current is not None and event.current != "psutil"
-                                      and event.previous == "psutil"):
+        # at start, a source that could be fixed (jtop down on a Jetson) is a fallback too
+        if (event.previous is None and not event.fix) or (event.current is not None and event.current != "psutil"
+                                                          and event.previous == "psutil"):
             level = "info"
         else:
             level = "warning"
@@ -257,6 +258,20 @@ class EventRelay:
             self.app.post_message(TelemetryUpdated(sample, history, note))
 
 
+def _fallback_note(core: Core) -> str:
+    """The gauge line's note for a sampler already on a fallback: the first better source that
+    could be fixed, with its reason and fix (as :meth:`EventRelay._on_source_changed` words it)."""
+    sampler = core.sampler
+    if sampler is None or sampler.active_source is None:
+        return ""
+    for source in sampler.status():
+        if source.name == sampler.active_source:
+            return ""
+        if source.fix:
+            return f"{sanitize(source.reason or source.state)}; fix: {sanitize(source.fix)}"
+    return ""
+
+
 class CoreBridge(EventRelay):
     """Bridges ``core.bus`` to ``app`` (see the module docstring).
 
@@ -275,6 +290,9 @@ class CoreBridge(EventRelay):
         """Subscribe and start the flusher thread (call once, from the app's loop)."""
         self.forget_models(self.core.manager.model_statuses())
         self._sub = self.core.bus.subscribe(self.on_event, kinds=_KINDS)
+        note = _fallback_note(self.core)  # a fallback announced before this subscription: show it too
+        with self._lock:
+            self._source_note = self._source_note or note
         self.start_flusher()
 
     def stop(self) -> None:

@@ -31,7 +31,6 @@ import importlib
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -209,6 +208,7 @@ class JtopSource(TelemetrySource):
         self._client: Any = None
         self._last_uptime: float | None = None
         self._last_change = 0.0
+        self._connecting: threading.Thread | None = None
 
     def open(self) -> None:
         self.close()
@@ -224,6 +224,12 @@ class JtopSource(TelemetrySource):
             ) from None
         path = str(self.socket_path or getattr(importlib.import_module("jtop.service"), "JTOP_PIPE", JTOP_SOCKET))
         self._probe(path)
+        if self._connecting is not None and self._connecting.is_alive():
+            # a hung service: one waiting connection at a time, not one more thread (and one more
+            # client) stuck for good on every retry
+            raise SourceUnavailable(
+                self.name, "the jtop service has not answered the previous connection attempt yet", FIX_RESTART
+            )
         client = (self._factory or module.jtop)(interval=self.interval_s)
         try:
             self._start(client)
@@ -238,8 +244,11 @@ class JtopSource(TelemetrySource):
                 self.name, f"cannot connect to the jtop service: {type(exc).__name__}: {exc}", FIX_RESTART
             ) from exc
         self._client = client
-        self._last_uptime = None
-        self._last_change = time.monotonic()
+        # _last_uptime and _last_change are kept across reconnects on purpose: a service that
+        # still sends nothing new (its reader stuck, its socket alive) must stay failed after a
+        # reconnect, not count as fresh for stale_after_s and then fail again (the console
+        # flapped between jtop and psutil, showing the stuck readings as fresh meanwhile). A
+        # service that really restarted reports a later uptime, so it counts as fresh at once.
 
     def _start(self, client: Any) -> None:
         """``client.start()`` on a fresh thread, given at most ``connect_timeout_s``.
@@ -264,11 +273,13 @@ class JtopSource(TelemetrySource):
             finally:
                 done.set()
 
-        threading.Thread(target=connect, name="jtop-connect", daemon=True).start()
+        thread = threading.Thread(target=connect, name="jtop-connect", daemon=True)
+        self._connecting = thread
+        thread.start()
         if not done.wait(self.connect_timeout_s):
             abandoned.set()
             raise SourceUnavailable(
-                self.name, f"the jtop service did not answer within {self.connect_timeout_s:.0f} s", FIX_RESTART
+                self.name, f"the jtop service did not answer within {self.connect_timeout_s:g} s", FIX_RESTART
             )
         if outcome:
             raise outcome[0]
