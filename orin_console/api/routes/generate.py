@@ -11,16 +11,16 @@ true`` it is Server-Sent Events::
     event: done     data: the result
     event: error    data: {"error": {...}}    (instead of done; also at server shutdown)
 
-A client that goes away cancels its generation: the runner stops within one token and its
-queue place is freed.
+A client that goes away cancels its generation, streamed or not (and a batch's member in
+progress): the runner stops within one token and its queue place is freed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -46,6 +46,7 @@ from orin_console.core.errors import OrinError
 from orin_console.core.text import sanitize
 
 router = APIRouter(tags=["generation"])
+T = TypeVar("T")
 
 SOURCE = "api"
 
@@ -75,6 +76,46 @@ def _options(body: QuickRequest | ChatRequest | BatchRequest) -> dict[str, Any]:
         if value is not None:
             options[name] = tuple(value) if name == "stop" else value
     return options
+
+
+class ClientGone(Exception):
+    """The client closed the connection before the answer was ready."""
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has gone (the body was read: the next message is the disconnect)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _unless_gone(request: Request, work: Awaitable[T], cancel: Callable[[], object]) -> T:
+    """Await ``work``; if the client goes first, ``cancel()`` the generation (the runner stops
+    within one token and its queue place is freed), wait for ``work`` to end, and raise
+    :class:`ClientGone`."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        cancel()
+        task.cancel()
+        raise
+    finally:
+        gone.cancel()
+    if task.done():
+        return task.result()
+    cancel()
+    with contextlib.suppress(BaseException):
+        await task
+    raise ClientGone
+
+
+def _gone() -> JSONResponse:
+    """499 (nobody reads it; the request is counted so)."""
+    return JSONResponse(error_body("Cancelled", "the client closed the request; its generation was cancelled"),
+                        status_code=499)
 
 
 def _error_frame(exc: BaseException) -> bytes:
@@ -121,7 +162,9 @@ async def _answer(request: Request, stream: AsyncEngineStream, streamed: bool) -
     unregister = shutdown.on_shutdown(stream.cancel)
     try:
         async with stream:
-            result = await stream.collect()
+            result = await _unless_gone(request, stream.collect(), stream.cancel)
+    except ClientGone:
+        return _gone()
     finally:
         unregister()
     if shutdown.is_set:
@@ -173,7 +216,9 @@ async def batch(body: BatchRequest, request: Request, core: CoreDep) -> Any:
     stream: BatchStream = await asyncio.to_thread(core.engine.stream_batch, items, incremental=False, **options)
     unregister = shutdown.on_shutdown(stream.cancel)
     try:
-        results = await asyncio.to_thread(_collect_batch, stream)
+        results = await _unless_gone(request, asyncio.to_thread(_collect_batch, stream), stream.cancel)
+    except ClientGone:
+        return _gone()
     except BaseException:
         stream.cancel()  # the awaiting task was cancelled: stop the member in progress
         raise
