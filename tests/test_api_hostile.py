@@ -200,7 +200,9 @@ def test_a_bad_model_id_in_the_path_is_422_naming_it(api: TestClient, route: str
 def test_path_traversal_in_a_model_id_reaches_no_route(api: TestClient, target: str) -> None:
     answer = api.post(target)
     assert answer.status_code in (404, 405, 422), answer.text
-    refused(answer, answer.status_code)
+    error = refused(answer, answer.status_code)
+    if answer.status_code == 404:  # clients tell a missing route by "Not Found" (an older server)
+        assert error["message"].startswith("Not Found: no route POST /"), error
 
 
 @pytest.mark.parametrize(("body", "status", "words"), [

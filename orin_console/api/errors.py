@@ -120,7 +120,7 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
         return answer
     detail = str(exc.detail)
     if exc.status_code == 404 and detail == "Not Found":
-        detail = f"no route {request.method} {path[:120]} (GET /docs lists the routes)"
+        detail = f"Not Found: no route {request.method} {path[:120]} (GET /docs lists the routes)"
     elif exc.status_code == 405 and detail == "Method Not Allowed":
         allowed = (headers or {}).get("allow") or (headers or {}).get("Allow") or "see GET /docs"
         detail = f"{request.method} is not allowed on {path[:120]} (allowed: {allowed})"
