@@ -15,6 +15,7 @@ request bodies, no CORS unless configured.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -155,7 +156,9 @@ class GuardMiddleware:
                 await _send_error(send, 413, "BodyTooLarge", str(exc), scope=scope)
                 return
             if body:
-                problem = check_body(body, _header(scope, b"content-type"))
+                content_type = _header(scope, b"content-type")
+                problem = (check_body(body, content_type) if len(body) <= INLINE_CHECK_BYTES
+                           else await asyncio.to_thread(check_body, body, content_type))  # off the loop
                 if problem is not None:
                     await _send_problem(scope, send, problem)
                     return
@@ -178,6 +181,9 @@ class GuardMiddleware:
         return bounded
 
 
+INLINE_CHECK_BYTES = 64 << 10
+"""Bodies up to this size are checked on the event loop (well under a millisecond); larger ones
+in a worker thread, so one big request never stalls the other clients' streams."""
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 """Methods whose body is read and checked (:mod:`orin_console.api.json_guard`) before any route runs."""
 
