@@ -80,7 +80,7 @@ def _console(workdir: Path, mark: str, *extra: str) -> tuple[subprocess.Popen[by
     return proc, primary
 
 
-def test_a_second_console_refuses_to_start_and_names_the_first(workdir: Path) -> None:
+def test_a_second_console_attaches_to_the_serving_core_and_one_that_would_serve_is_refused(workdir: Path) -> None:
     from orin_console.core.instance import read_holder
 
     mark = uuid.uuid4().hex
@@ -92,7 +92,22 @@ def test_a_second_console_refuses_to_start_and_names_the_first(workdir: Path) ->
     try:
         holder = wait_until(lambda: (h := read_holder(workdir / "state")) is not None and h.address
                             and not h.address.endswith(":0") and h, timeout=30, what="serve holding the lock")
-        proc, primary = _console(workdir, mark)
+        proc, primary = _console(workdir, mark)  # no flag: it attaches to serve's API (issue 13)
+        try:
+            out = _read_until(primary, b"attached", timeout=30)
+            assert b"attached" in out, out[-2000:]
+            out += _read_until(primary, b"? for help", timeout=10)
+            os.write(primary, b"\x11")  # ctrl+q: the attached console ends, the server goes on
+            deadline = time.monotonic() + 30
+            while proc.poll() is None and time.monotonic() < deadline:
+                _read_until(primary, b"\x00never", timeout=0.2)  # keep the terminal drained meanwhile
+            assert proc.wait(timeout=1) == 0
+        finally:
+            os.close(primary)
+            if proc.poll() is None:
+                proc.kill()
+        assert serve.poll() is None
+        proc, primary = _console(workdir, mark, "--serve", "127.0.0.1:0")  # it would own the core: refused
         try:
             out = _read_until(primary, b"state folder", timeout=30)
             out += _read_until(primary, b"ORIN_STATE_DIR", timeout=5)
