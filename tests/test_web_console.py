@@ -347,25 +347,29 @@ def test_the_page_and_the_websocket_need_the_token(stack: Stack) -> None:
     assert not session_processes(stack.web)
 
 
-def test_off_loopback_without_a_token_is_refused(tmp_path: Path) -> None:
+def test_off_loopback_without_a_token_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    from orin_console.cli.main import main
+
     port = free_port()
-    done = subprocess.run([*cli(), "web", "--host", "0.0.0.0", "--port", str(port), "--attach",
-                           "http://127.0.0.1:9"], env=environment(tmp_path), capture_output=True, text=True,
-                          timeout=60, check=False)
-    assert done.returncode == 2, done.stderr
-    assert "refusing to serve on 0.0.0.0" in done.stderr and "ORIN_TOKEN" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert main(["web", "--host", "0.0.0.0", "--port", str(port), "--attach", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to serve on 0.0.0.0" in err and "ORIN_TOKEN" in err and "Traceback" not in err
     with socket.socket() as sock:  # nothing was bound
         sock.bind(("127.0.0.1", port))
 
 
-def test_bad_arguments_are_refused(tmp_path: Path) -> None:
-    for argv, words in ((["--attach", "ftp://x"], "http://HOST:PORT"), (["--port", "70000"], "0 to 65535"),
-                        (["--max-sessions", "0"], "1 to 64")):
-        done = subprocess.run([*cli(), "web", *argv], env=environment(tmp_path), capture_output=True, text=True,
-                              timeout=60, check=False)
-        assert done.returncode == 2, (argv, done.stderr)
-        assert words in done.stderr and "Traceback" not in done.stderr, (argv, done.stderr)
+@pytest.mark.parametrize(("argv", "words"), [
+    (["--attach", "ftp://x"], "http://HOST:PORT"),
+    (["--attach", "http://192.0.2.1:8000"], "needs its token"),
+    (["--port", "70000"], "0 to 65535"),
+    (["--max-sessions", "0"], "1 to 64"),
+])
+def test_bad_arguments_are_refused(argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from orin_console.cli.main import main
+
+    assert main(["web", *argv]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err, err
 
 
 def test_without_a_token_only_loopback_hosts_are_served() -> None:
@@ -388,3 +392,44 @@ def test_without_a_token_only_loopback_hosts_are_served() -> None:
     # on a thread of its own: the module's Playwright (sync API) may hold this thread's event loop
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, check()).result(60)
+
+
+def test_without_a_core_web_starts_one_and_holds_the_lock(make_workdir: Any, tmp_path_factory: pytest.TempPathFactory
+                                                          ) -> None:
+    """No core runs: web takes the lock itself and serves the core's API on loopback (so a
+    terminal console attaches to it too); stopping web closes it all."""
+    folder = make_workdir()
+    home = tmp_path_factory.mktemp("web-own-home")
+    log = home / "web.log"
+    with log.open("wb") as out:
+        web = subprocess.Popen([*cli(), "--catalog", str(folder / "models.toml"), "web", "--port", str(free_port()),
+                                "--api-port", "0"], env=environment(home), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for("web to serve", lambda: "serving the console on" in log.read_text() or (
+            web.poll() is not None and pytest.fail(f"web exited {web.returncode}: {log.read_text()[-2000:]}")))
+        holder = read_holder(home / "state")
+        assert holder is not None and holder.pid == web.pid and holder.kind == "web", holder
+        assert holder.address and holder.address.startswith("http://127.0.0.1:")
+        assert _healthy(holder.address)
+        assert f"this process's core (API {holder.address})" in log.read_text()
+        loaded = httpx.post(f"{holder.address}/models/alpha/load", json={}, timeout=30)
+        assert loaded.status_code in (200, 202), loaded.text
+        runners = wait_for("alpha's runner", lambda: psutil.Process(web.pid).children(recursive=True))
+    finally:
+        status = stop(web)
+    assert status == 0, log.read_text()[-2000:]
+    assert not [r for r in runners if r.is_running() and r.status() != psutil.STATUS_ZOMBIE], "a runner outlived web"
+    assert "closing the core" in log.read_text()
+    holder = read_holder(home / "state")
+    assert holder is None or holder.pid != web.pid or not holder.address, "the lock still names the stopped web"
+
+
+def test_a_core_without_an_api_is_refused_with_the_fix(capsys: pytest.CaptureFixture[str]) -> None:
+    from orin_console.cli.main import main
+    from orin_console.core.instance import hold_instance
+    from orin_console.core.settings import load_settings
+
+    with hold_instance(load_settings().state_dir, "console", None):
+        assert main(["web", "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert "serves no API" in err and "--attach URL" in err and "Traceback" not in err, err
