@@ -35,4 +35,5 @@ if [ ! -x "$CHROMIUM" ]; then
     echo "setup_browser: chromium was installed but $CHROMIUM is not there" >&2
     exit 1
 fi
+rm -f "$LOG"
 echo "setup_browser: done ($("$CHROMIUM" --version 2>/dev/null || echo chromium))"
