@@ -15,7 +15,7 @@ from orin_console.core.cancel import Cancelled, CancelToken
 from orin_console.core.engine.selection import Selection
 from orin_console.core.engine.types import BatchFailure, EngineError, GenerationParams, Result, Route
 from orin_console.core.errors import OrinError
-from orin_console.core.manager.types import ModelState
+from orin_console.core.manager.types import ModelState, ModelUnavailable
 from orin_console.core.runner import GenerateRequest, GenerationStats
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ def wait_future(future: Future[T], cancel: CancelToken, timeout: float | None, w
 
     Raises:
         Cancelled: ``cancel`` was cancelled first.
+        ModelUnavailable: the work was cancelled by someone else (a load stopped by an unload).
         EngineError: ``timeout`` passed first (``what`` names the wait).
     """
     done = threading.Event()
@@ -44,7 +45,14 @@ def wait_future(future: Future[T], cancel: CancelToken, timeout: float | None, w
         cancel.raise_if_cancelled()
         raise EngineError(f"{what} did not finish within {timeout:.0f} s; try again, or raise "
                           "the engine's load_timeout")
-    return future.result()
+    try:
+        return future.result()
+    except Cancelled as exc:
+        if cancel.cancelled:
+            raise
+        # the work was stopped by someone else (an unload won over the load): not this
+        # request's cancellation, which front ends report as "the client went away"
+        raise ModelUnavailable(f"{what} was stopped ({exc}); ask again to restart it") from None
 
 
 class EngineStream(Iterator[str]):

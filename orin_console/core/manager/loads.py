@@ -154,6 +154,10 @@ class LoadTasks:
             started = time.monotonic()
             result = self._start(model, runner, tier, token)
             seconds = time.monotonic() - started
+            # Measured before it serves: a runner bigger than its tier can hold is refused here
+            # (AdmissionRefused), stopped, and a move falls back to its old runner.
+            memory = self._recorder.after_load(model.model_id, runner, prediction, Path(path), entry.sha256)
+            self._scheduler.settle(reservation, memory_total(memory) if memory is not None else None)
             per_gb = seconds / max(path.stat().st_size / GB, 1e-9) if moving else None
             if moving:
                 with model.queue.exclusive(token):  # a generation on the old runner finishes first
@@ -171,10 +175,8 @@ class LoadTasks:
             model.failed(str(exc))
             self._error(model, str(exc))
             raise
-        memory = self._recorder.after_load(model.model_id, runner, prediction, Path(path), entry.sha256)
         if memory is not None:
             model.record_measurement(memory)
-        self._scheduler.settle(reservation, memory_total(memory) if memory is not None else None)
         log.info("%s %s %s in %.2f s", model.model_id, "moved to" if moving else "loaded into", tier.value, seconds)
         return model.status()
 

@@ -23,6 +23,7 @@ probe with the first RAM-tier prediction, the watcher with :meth:`Manager.start`
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import sys
@@ -61,7 +62,7 @@ from orin_console.core.manager.types import (
     tier_usages,
 )
 from orin_console.core.manager.watcher import CatalogWatcher
-from orin_console.core.memory.admission import AdmissionRequest, Budgets, Decision, MachineMemory
+from orin_console.core.memory.admission import AdmissionRefused, AdmissionRequest, Budgets, Decision, MachineMemory
 from orin_console.core.memory.measurements import Corrections
 from orin_console.core.memory.prediction import Prediction
 from orin_console.core.memory.scheduler import Reserved, Scheduler
@@ -489,8 +490,16 @@ class Manager:
             return
         model.record_measurement(memory, keep_larger=True)
         reservation, total = model.reservation, model.measured_total()
-        if reservation is not None and total is not None:
+        if reservation is None or total is None:
+            return
+        try:
             self.scheduler.measured(reservation, total)
+        except AdmissionRefused as exc:  # it grew past its tier's budget while serving
+            message = f"{exc}; `{model.model_id}` is unloaded to keep the tier within its budget"
+            log.warning("%s", message)
+            self.bus.publish(ManagerError(message=message))
+            with contextlib.suppress(OrinError):  # an operation in progress ends it anyway
+                self.unload(model.model_id)
 
     def cancel(self, model_id: str) -> bool:
         """Stop the model's generation in progress (within one token); whether there was one."""

@@ -7,7 +7,9 @@ reservations as residents and serialises decide-and-reserve under one lock (the 
 themselves run in parallel, outside it).
 
 A :class:`Reservation` counts a runner's memory from the moment it is admitted: its
-prediction until it is measured, then the larger of prediction and measurement. While a load
+prediction until it is measured, then the larger of prediction and measurement, but never past
+its tier's budget: a runner measured bigger than its tier can hold is refused
+(:class:`AdmissionRefused`) and stopped by the caller. While a load
 is in flight its memory is not yet visible in ``MemAvailable``, so the scheduler subtracts
 in-flight reservations from the machine's figure before deciding. A move reserves in the
 target tier while the old runner still holds its own reservation (make-before-break); the
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from orin_console.core.memory.admission import (
+    AdmissionRefused,
     AdmissionRequest,
     Budgets,
     Decision,
@@ -34,8 +37,21 @@ from orin_console.core.memory.admission import (
     plan_load,
 )
 from orin_console.core.tier import LOADED_TIERS, Tier, parse_tier
+from orin_console.core.units import format_size
 
 __all__ = ["Reservation", "Reserved", "Scheduler"]
+
+
+def _over_budget(reservation: Reservation, measured: int, free: int, budget: int) -> Decision:
+    """The refusal of a runner that measures more than its tier can hold."""
+    label = reservation.tier.label
+    summary = (f"`{reservation.model_id}` measures {format_size(measured)} in the {label}, more than the "
+               f"{format_size(reservation.predicted)} predicted, and does not fit: it was stopped")
+    return Decision(ok=False, model_id=reservation.model_id, tier=reservation.tier.value, action="load",
+                    needed={"total": measured}, free={"tier": free},
+                    reasons=(f"{label} has {format_size(free)} free of its {format_size(budget)} budget",
+                             "later predictions of this model include the measurement"),
+                    summary=summary)
 
 
 class Reservation:
@@ -165,21 +181,47 @@ class Scheduler:
     # -- bookkeeping -------------------------------------------------------------------------
 
     def settle(self, reservation: Reservation, measured: int | None) -> None:
-        """The runner has loaded: its memory is now visible to the machine; record its size."""
+        """The runner has loaded: its memory is now visible to the machine; record its size.
+
+        Raises:
+            AdmissionRefused: ``measured`` is more than was reserved and the tier's budget
+                cannot hold the difference; nothing changed (see :meth:`measured`).
+        """
         with self._lock:
             if measured is not None and measured > 0:
-                reservation.measured = max(reservation.measured or 0, measured)
+                self._grow(reservation, measured)
             reservation.in_flight = False
             if reservation in self._held:
                 self._changed()
 
     def measured(self, reservation: Reservation, measured: int) -> None:
-        """A later measurement (after use): the reservation grows when the runner did."""
+        """A measurement (after load or after use): the reservation grows when the runner did.
+
+        A reservation grows only within its tier's budget: the invariant holds even when a
+        prediction was wrong. A runner that measures more than its tier can hold is refused
+        here, nothing changes, and the caller stops it (the load fails, or the model is
+        unloaded after use) with the reason.
+
+        Raises:
+            AdmissionRefused: the growth does not fit the tier's budget.
+        """
         with self._lock:
-            if measured > (reservation.measured or 0):
-                reservation.measured = measured
-                if reservation in self._held:
-                    self._changed()
+            if self._grow(reservation, measured):
+                self._changed()
+
+    def _grow(self, reservation: Reservation, measured: int) -> bool:
+        """Record ``measured`` (the lock held); whether the reservation's bytes changed."""
+        if measured <= (reservation.measured or 0):
+            return False
+        before = reservation.bytes
+        after = max(reservation.predicted, measured)
+        if after > before and reservation in self._held:
+            budget = self._budgets().of(reservation.tier)
+            others = sum(r.bytes for r in self._held if r.tier is reservation.tier and r is not reservation)
+            if others + after > budget:
+                raise AdmissionRefused(_over_budget(reservation, measured, budget - others, budget))
+        reservation.measured = measured
+        return reservation.bytes != before and reservation in self._held
 
     def release(self, reservation: Reservation | None) -> None:
         """Give the reservation back (the load failed or was cancelled, the runner stopped).

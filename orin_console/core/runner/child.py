@@ -26,7 +26,8 @@ Test hooks: only with ``ORIN_RUNNER_TEST_HOOKS=1`` in the environment, ``abort``
 :func:`os.abort` and ``exit`` calls :func:`os._exit` with a given code (otherwise they are
 refused), ``ORIN_RUNNER_TEST_TOKEN_DELAY_S`` slows every token down and
 ``ORIN_RUNNER_TEST_LOAD_DELAY_S`` every load, to stand in for a model slower than the tiny test
-models.
+models, and ``ORIN_RUNNER_TEST_BALLAST_MB`` (``id=MB,...``) makes a model hold more memory than
+predicted once loaded.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ TEST_TOKEN_DELAY_ENV = "ORIN_RUNNER_TEST_TOKEN_DELAY_S"
 """With test hooks on: seconds to sleep per sampled token, to stand in for a slow model."""
 TEST_LOAD_DELAY_ENV = "ORIN_RUNNER_TEST_LOAD_DELAY_S"
 """With test hooks on: seconds a load waits before llama.cpp starts (a shutdown ends it)."""
+TEST_BALLAST_ENV = "ORIN_RUNNER_TEST_BALLAST_MB"
+"""With test hooks on: ``id=MB[,id=MB...]``: after loading model ``id``, hold MB more memory
+(a model that takes more than its prediction)."""
 UNLOADED_OOM_SCORE_ADJ = 1000
 """A runner's ``oom_score_adj`` from its start until its load sets the tier's (a spare holds no
 model: it is the first process an out-of-memory kernel should take)."""
@@ -72,6 +76,7 @@ class RunnerHost(LlamaHost):
             FrameWriter(sock), model_id,
             token_delay=_env_seconds(TEST_TOKEN_DELAY_ENV) if test_hooks else 0.0,
             load_delay=_env_seconds(TEST_LOAD_DELAY_ENV) if test_hooks else 0.0,
+            ballast=_env_ballast(os.environ.get(TEST_BALLAST_ENV, "")) if test_hooks else {},
         )
         self.test_hooks = test_hooks
         self.reader = FrameReader(sock)
@@ -178,6 +183,16 @@ def _die_with_console(console_pid: int | None) -> None:
 def _env_seconds(name: str) -> float:
     """A test hook's delay from the environment, in seconds (0 when unset)."""
     return float(os.environ.get(name, "0") or 0)
+
+
+def _env_ballast(text: str) -> dict[str, int]:
+    """The ballast test hook's ``id=MB,id=MB`` (malformed parts are ignored)."""
+    out = {}
+    for part in text.split(","):
+        model_id, _, mb = part.partition("=")
+        if model_id.strip() and mb.strip().isdigit():
+            out[model_id.strip()] = int(mb)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,10 +91,12 @@ class LlamaHost:
         model_id: the model's id (used in messages only).
         token_delay: test hook: seconds to sleep per sampled token.
         load_delay: test hook: seconds a load waits before llama.cpp starts.
+        ballast: test hook: MB of memory to hold after loading, per model id (a model that
+            takes more memory than predicted).
     """
 
     def __init__(self, writer: FrameWriter, model_id: str, *, token_delay: float = 0.0,
-                 load_delay: float = 0.0) -> None:
+                 load_delay: float = 0.0, ballast: dict[str, int] | None = None) -> None:
         self.model_id = model_id
         self.writer = writer
         self.llm: Any = None
@@ -113,6 +115,8 @@ class LlamaHost:
         self._is_eog: Any = None
         self.token_delay = token_delay
         self.load_delay = load_delay
+        self.ballast = dict(ballast or {})
+        self._ballast: bytes = b""
 
     def _reply(self, rid: Any, result: Any = None, error: str | None = None) -> None:
         if error is None:
@@ -235,6 +239,8 @@ class LlamaHost:
             return
         load_seconds = time.perf_counter() - started
         self.llm = llm
+        if self.ballast.get(self.model_id):
+            self._ballast = b"\x01" * (self.ballast[self.model_id] * 2**20)  # written: resident
         with open("/proc/self/status", encoding="ascii", errors="replace") as f:
             status = f.read()
         locked = locked_bytes_from_status(status)
