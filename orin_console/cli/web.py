@@ -51,12 +51,12 @@ def register(sub: Any) -> None:
     p.add_argument("--attach", dest="web_attach", default=None, metavar="URL",
                    help="the API the sessions attach to (default: the core running on this machine, "
                         "else one started here)")
-    p.add_argument("--token", dest="web_token", default=None,
+    p.add_argument("--token", dest="web_token", default=None, metavar="TOKEN",
                    help="the token the browser must give, and the sessions give the API (default: the "
                         "token setting / ORIN_TOKEN)")
-    p.add_argument("--api-port", type=int, default=None,
+    p.add_argument("--api-port", type=int, default=None, metavar="PORT",
                    help="when the core starts here: its API's loopback port (default: the port setting; 0: any)")
-    p.add_argument("--max-sessions", type=int, default=4, help="consoles open at once (default 4)")
+    p.add_argument("--max-sessions", type=int, default=4, metavar="N", help="consoles open at once (default 4)")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="without a token: another Host name to accept besides loopback (repeatable)")
     p.set_defaults(func=cmd_web)
