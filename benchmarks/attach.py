@@ -350,7 +350,7 @@ async def _delays(observer: Any, actor: PtyConsole, rebuilt: list[tuple[float, i
         await _settle_on(observer, lambda: cell(state_col) in ("—", "ready"), timeout=120)
         if cell(state_col) == "ready":
             actor.key(b"u")  # the plan comes back, then the confirmation asks: the operation is "y"
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(2.5)
             unloads.append(await measure(b"y", state_col, lambda before, now: now != before, timeout=30))
         else:  # a load from disk needs no confirmation: from the key, the plan's round trip included
             loads.append(await measure(b"l", state_col, lambda before, now: now != before, timeout=30))
