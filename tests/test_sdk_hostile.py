@@ -155,3 +155,30 @@ def test_valid_edge_values_are_sent() -> None:
 
     asyncio.run(main())
     assert len(bodies) == 2
+
+
+@pytest.mark.parametrize(("kwargs", "kind", "name"), [
+    ({"base_url": 5}, TypeError, "base_url"),
+    ({"base_url": "127.0.0.1:8000"}, ValueError, "base_url"),
+    ({"base_url": "http://"}, ValueError, "base_url"),
+    ({"base_url": "http://a b"}, ValueError, "base_url"),
+    ({"base_url": "http://host\r\nX-Injected: 1"}, ValueError, "base_url"),
+    ({"base_url": "http://\ud800"}, ValueError, "base_url"),
+    ({"base_url": "http://127.0.0.1:99999"}, ValueError, "base_url"),
+    ({"timeout": -1}, ValueError, "timeout"),
+    ({"timeout": float("nan")}, ValueError, "timeout"),
+    ({"timeout": "5"}, TypeError, "timeout"),
+    ({"headers": {"X": "a\r\nb"}}, ValueError, "headers"),
+    ({"headers": {"X Y": "a"}}, ValueError, "headers"),
+    ({"headers": {"X": 1}}, TypeError, "headers"),
+    ({"headers": [("X", "a")]}, TypeError, "headers"),
+])
+def test_bad_client_options_are_refused_naming_them(kwargs: dict[str, Any], kind: type[Exception], name: str) -> None:
+    with pytest.raises(kind, match=name):
+        OrinClient(**kwargs)
+
+
+def test_good_client_options_are_taken() -> None:
+    for kwargs in ({"base_url": "https://jetson.local:8000/"}, {"base_url": "http://[::1]:8000"}, {"timeout": 3},
+                   {"timeout": None}, {"timeout": httpx.Timeout(5.0)}, {"headers": {"X-Trace": "abc"}}):
+        assert OrinClient(**kwargs).base_url.startswith("http")

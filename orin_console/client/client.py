@@ -52,6 +52,40 @@ def _tier(tier: Any, *, required: bool = False, allowed: tuple[str, ...] = ("ram
     return checks.choice("tier", tier, allowed)
 
 
+def _check_base_url(base_url: Any) -> None:
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a str (an http:// or https:// URL), not {type(base_url).__name__}")
+    if not base_url.startswith(("http://", "https://")):
+        raise ValueError(f"base_url must be an http:// or https:// URL, not {base_url[:100]!r}")
+    try:
+        url = httpx.URL(base_url)
+        port = url.port
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ValueError(f"base_url {base_url[:100]!r} is not a URL: {exc}") from None
+    if not url.host or any(c.isspace() for c in base_url) or (port is not None and not 0 < port < 65536):
+        raise ValueError(f"base_url {base_url[:100]!r} needs a host (and a port from 1 to 65535), e.g. "
+                         f"{DEFAULT_BASE_URL}")
+
+
+def _check_timeout(timeout: Any) -> None:
+    if timeout is None or isinstance(timeout, httpx.Timeout):
+        return
+    checks.number("timeout", timeout, 0.0, 1e9, low_open=True)
+
+
+def _check_headers(headers: Any) -> None:
+    if not isinstance(headers, Mapping):
+        raise TypeError(f"headers must be a mapping of str to str, not {type(headers).__name__}")
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"headers must map str to str, not {type(name).__name__} to {type(value).__name__}")
+        if not name or not all(c.isascii() and c.isprintable() and c not in " :" for c in name):
+            raise ValueError(f"headers: {name[:40]!r} is not a header name")
+        if not all(c.isprintable() for c in value) or not value.isascii():
+            raise ValueError(f"headers[{name[:40]!r}] holds a character a header cannot carry (control, "
+                             "non-ASCII)")
+
+
 class SystemAPI:
     """The server and the machine: ``client.system``."""
 
@@ -245,8 +279,10 @@ class OrinClient:
             base_url = os.environ.get(URL_VARIABLE) or DEFAULT_BASE_URL
         if token is None:
             token = os.environ.get(TOKEN_VARIABLE) or None
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must be an http:// or https:// URL, not {base_url!r}")
+        _check_base_url(base_url)
+        _check_timeout(timeout)
+        if headers is not None:
+            _check_headers(headers)
         if token is not None and (not isinstance(token, str) or not token):
             raise TypeError("token must be a non-empty str (or None)")
         if token is not None and (not token.isascii() or not token.isprintable() or " " in token):
