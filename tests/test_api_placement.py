@@ -86,7 +86,7 @@ def test_a_used_model_is_planned_in_and_the_sdk_applies_it(core: Core) -> None:
         core.manager.usage.record("beta", tokens=5)
 
     async def call(client: OrinClient) -> tuple[PlacementPlan, ApplyResult]:
-        return await client.placement.plan(), await client.placement.apply()
+        return await client.placement.plan(), await client.placement.apply(timeout=120)
 
     plan, result = sdk(core, call)
     assert isinstance(plan, PlacementPlan)

@@ -107,6 +107,7 @@ CASES: list[tuple[str, Call, type[Exception], str]] = [
     ("apply empty", lambda c: c.placement.apply(model_ids=[]), ValueError, "model_ids"),
     ("apply traversal", lambda c: c.placement.apply(model_ids=["../x"]), ValueError, "model_ids[0]"),
     ("apply dict", lambda c: c.placement.apply(model_ids={"alpha": 1}), TypeError, "model_ids"),
+    ("apply timeout", lambda c: c.placement.apply(timeout=0), ValueError, "timeout"),
 ]
 
 

@@ -48,10 +48,13 @@ class Http:
                                                 "did the server stop? Is `orin-console serve` still running?")
 
     async def request(self, method: str, path: str, *, json_body: Any = None,
-                      params: Mapping[str, Any] | None = None, expect: tuple[int, ...] = (200, 201, 202)) -> Any:
-        """Send a request; the decoded JSON answer, or the server's error raised."""
+                      params: Mapping[str, Any] | None = None, expect: tuple[int, ...] = (200, 201, 202),
+                      timeout: Any = None) -> Any:
+        """Send a request; the decoded JSON answer, or the server's error raised. ``timeout``:
+        this request's own (seconds or an ``httpx.Timeout``; None: the client's)."""
+        kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         try:
-            response = await self.client.request(method, path, json=json_body, params=params)
+            response = await self.client.request(method, path, json=json_body, params=params, **kwargs)
         except httpx.TransportError as exc:
             raise self.transport_error(path, exc) from exc
         if response.status_code not in expect:

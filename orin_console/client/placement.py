@@ -151,11 +151,20 @@ class PlacementAPI:
         """``GET /placement/plan``: the plan now (nothing is changed)."""
         return PlacementPlan.from_dict(await self._http.request("GET", "/placement/plan"))
 
-    async def apply(self, model_ids: Iterable[str] | None = None) -> ApplyResult:
+    async def apply(self, model_ids: Iterable[str] | None = None, *, timeout: float | None = None) -> ApplyResult:
         """``POST /placement/apply``: carry out every move of the plan, or those of ``model_ids``;
         returns when the last move has ended (a move that does not fit now is ``refused``, not
         an error). A named model with no move in the plan is a
-        :class:`~orin_console.client.errors.ValidationError`."""
+        :class:`~orin_console.client.errors.ValidationError`.
+
+        Args:
+            model_ids: the models whose moves to make (default: every move).
+            timeout: seconds to wait for the answer (default: the client's); each move may take
+                as long as a load, so a plan of several loads may need more than one.
+        """
         ids = check_model_ids(model_ids)
+        if timeout is not None:
+            checks.number("timeout", timeout, 0.0, 1e9, low_open=True)
         body: dict[str, Any] = {} if ids is None else {"model_ids": ids}
-        return ApplyResult.from_dict(await self._http.request("POST", "/placement/apply", json_body=body))
+        answer = await self._http.request("POST", "/placement/apply", json_body=body, timeout=timeout)
+        return ApplyResult.from_dict(answer)
