@@ -5,7 +5,8 @@ The console is ``orin-console serve`` in its own process (so "the console surviv
 separate process survives), on loopback, over four generated tiny models: two victims (``va``
 on the RAM tier, ``vb`` on swap) and two bystanders (``ba``, ``bb``). Runners get the test
 hooks' load delay (0.25 s) and token delay (20 ms), standing in for a real model's, so a load
-and a stream last long enough to be hit; the watchdog runs at its shortest (1 s).
+and a stream last long enough to be hit; the watchdog runs at 2 s between tokens and 5 s before
+the first token or during a load.
 
 Each fault, in a seeded order, is one of:
 
@@ -13,13 +14,18 @@ Each fault, in a seeded order, is one of:
   it) or mid-``stream`` (after the client's second token);
 - ``sigstop`` at load or mid-stream: the process is frozen, not dead; the watchdog must notice
   and kill it;
+- ``sigkill``/``sigstop`` at ``move``: while a client streams from the model's runner, a tier
+  move starts (make-before-break) and its new runner is hit while it loads: the move must fail
+  with the reason, the model stay ready on its old runner, and that client's stream finish;
 - ``oom``: an OOM-killer-style kill, emulated: the script waits until the runner is deep into a
   long generation (its RSS, KV cache included, at its height: at least 24 tokens in) and sends
   SIGKILL, as the kernel would. The kernel's own choice is checked too: among the console and
   its runners, the console's ``/proc/<pid>/oom_score`` must be the lowest (runners run with a
   higher ``oom_score_adj``), so a real OOM kill takes a runner, never the console.
 
-For every fault: the affected client gets an answer naming the runner's death (an ``error``
+Mid-stream, a second client waits in the model's queue behind the one that is hit: it must
+get an answer or an error naming the model (not a hang, not a 500). For every fault: the
+affected client gets an answer naming the runner's death (an ``error``
 event or an HTTP 502/503 with the reason, not a hang, not a 500), the console answers
 ``/system/health``, the model then answers a request again (it reloads), no stopped process is
 left, and every bystander stream finishes (``done``) with its runner untouched. Figures:
@@ -34,6 +40,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +62,7 @@ from stress.common import (
 
 KINDS: tuple[tuple[str, str], ...] = (
     ("sigkill", "load"), ("sigkill", "stream"), ("sigabrt", "load"), ("sigabrt", "stream"),
-    ("sigstop", "load"), ("sigstop", "stream"), ("oom", "stream"),
+    ("sigstop", "load"), ("sigstop", "stream"), ("oom", "stream"), ("sigkill", "move"), ("sigstop", "move"),
 )
 SIGNALS = {"sigkill": signal.SIGKILL, "sigabrt": signal.SIGABRT, "sigstop": signal.SIGSTOP, "oom": signal.SIGKILL}
 REASON_WORDS = {"sigkill": ("SIGKILL",), "sigabrt": ("SIGABRT",), "sigstop": ("stopped answering",),
@@ -66,7 +73,9 @@ VICTIMS = (ModelSpec("va", tier="ram", seed=1), ModelSpec("vb", tier="swap", see
 BYSTANDERS = (ModelSpec("ba", tier="ram", seed=3), ModelSpec("bb", tier="swap", seed=4))
 RUNNER_ENV = {"ORIN_RUNNER_TEST_HOOKS": "1", "ORIN_RUNNER_TEST_LOAD_DELAY_S": "0.25",
               "ORIN_RUNNER_TEST_TOKEN_DELAY_S": "0.02"}
-CONFIG = {"token_gap_timeout_s": 1.0, "first_token_timeout_s": 2.0, "telemetry_interval_s": 1.0}
+CONFIG = {"token_gap_timeout_s": 2.0, "first_token_timeout_s": 5.0, "telemetry_interval_s": 1.0}
+"""The watchdog far shorter than its defaults (30 s / 120 s) so a SIGSTOP is caught quickly, but
+not so short that a healthy runner on a busy machine is taken for a stuck one."""
 VICTIM_TOKENS = 200       # long enough that the fault always lands mid-stream
 BYSTANDER_TOKENS = 24
 REASON_TIMEOUT_S = 20.0   # the affected client's answer later than this is a hang
@@ -81,6 +90,7 @@ class FaultResult:
     route: str
     survived: bool = False
     time_to_reason_s: float | None = None
+    queued: str | None = None  # how the client queued behind the hit stream ended
     problems: list[str] = field(default_factory=list)
 
 
@@ -211,6 +221,8 @@ def _reason_ok(outcome: StreamOutcome, kind: str, model: str) -> str | None:
 def inject(server: ServeProcess, client: httpx.Client, index: int, kind: str, phase: str, model: str,
            route: str) -> FaultResult:
     """One fault, and every check that follows it."""
+    if phase == "move":
+        return inject_move(server, client, index, kind, model, route)
     result = FaultResult(index, kind, phase, model, route)
     console = server.pid
     if phase == "load":
@@ -258,6 +270,19 @@ def inject(server: ServeProcess, client: httpx.Client, index: int, kind: str, ph
         result.problems.append(f"no runner to hit ({phase}): the client got "
                                f"{holder[0].kind if holder else 'nothing'}")
         return result
+    queued: list[StreamOutcome] = []
+    waiter = None
+    if phase == "stream":  # a second client waits in the model's queue behind the first
+
+        def wait_in_queue() -> None:
+            with httpx.Client(base_url=client.base_url) as own:
+                queued.append(stream_request(own, route, model, max_tokens=8, timeout=REASON_TIMEOUT_S + 30))
+
+        waiter = threading.Thread(target=wait_in_queue, name=f"queued-{index}", daemon=True)
+        waiter.start()
+        deadline = time.monotonic() + 5
+        while _status(client, model)["queued"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.002)
     if kind == "oom" and not _oom_pick_is_a_runner(console):
         result.problems.append("the console's oom_score is not the lowest: a real OOM kill could take it")
     killed_at = time.monotonic()
@@ -274,6 +299,106 @@ def inject(server: ServeProcess, client: httpx.Client, index: int, kind: str, ph
         problem = _reason_ok(outcome, kind, model)
         if problem:
             result.problems.append(problem)
+    if waiter is not None:
+        waiter.join(REASON_TIMEOUT_S)
+        result.queued = (queued[0].error_type or queued[0].kind) if queued else "hung"
+        problem = _queued_ok(queued, model)
+        if problem:
+            result.problems.append(problem)
+    _check_after(server, client, result, pid)
+    result.survived = not result.problems
+    return result
+
+
+def _queued_ok(queued: list[StreamOutcome], model: str) -> str | None:
+    """The queued client: an answer (a restarted runner served it) or an error naming the
+    model, never a hang or an internal error."""
+    if not queued:
+        return f"the queued client hung: no answer {REASON_TIMEOUT_S:.0f} s after the fault"
+    outcome = queued[0]
+    if outcome.kind == "done":
+        return None
+    if outcome.kind not in ("error", "http") or (outcome.status or 0) == 500 or model not in outcome.message:
+        return f"the queued client got {outcome.kind} {outcome.status or ''}: {outcome.message[:160]!r}"
+    return None
+
+
+def inject_move(server: ServeProcess, client: httpx.Client, index: int, kind: str, model: str,
+                route: str) -> FaultResult:
+    """A fault in the new runner of a tier move (make-before-break) while a client streams from
+    the old one: the move fails with the reason, the model stays ready on its old runner, and
+    that client's stream finishes unharmed."""
+    result = FaultResult(index, kind, "move", model, route)
+    console = server.pid
+    if _status(client, model)["state"] != "ready":
+        client.post(f"/models/{model}/load", json={}).raise_for_status()
+    status = _wait_state(client, model, ("ready",))
+    time.sleep(0.05)
+    old_pid = runner_of(console, model)
+    before = {}
+    for proc in runner_processes(console):
+        try:
+            before[proc.pid] = proc.create_time()
+        except psutil.Error:
+            continue
+    owned = _owned_pids(console)
+    streaming = threading.Event()
+    holder: list[StreamOutcome] = []
+
+    def reached(n: int) -> bool:
+        if n >= 2:
+            streaming.set()
+        return False
+
+    def reader() -> None:
+        with httpx.Client(base_url=client.base_url) as own:
+            holder.append(stream_request(own, route, model, max_tokens=60, timeout=60, on_token=reached))
+
+    thread = threading.Thread(target=reader, name=f"move-reader-{index}", daemon=True)
+    thread.start()
+    if not streaming.wait(20):
+        result.problems.append("the stream on the old runner did not start")
+        thread.join(30)
+        return result
+    target = "swap" if status["tier"] == "ram" else "ram"
+    answer = client.post(f"/models/{model}/move", json={"tier": target})
+    if answer.status_code != 202:
+        result.problems.append(f"the move was not started: HTTP {answer.status_code} {answer.text[:200]}")
+        thread.join(30)
+        return result
+    op_id = answer.json()["operation"]["id"]
+    pid = None
+    deadline = time.monotonic() + 20
+    while pid is None and time.monotonic() < deadline:
+        if _status(client, model)["state"] == "moving":
+            pid = _loading_pid(console, model, before, owned | ({old_pid} if old_pid else set()))
+        time.sleep(0.002)
+    if pid is None or pid == old_pid:
+        result.problems.append("no new runner to hit during the move")
+        thread.join(30)
+        return result
+    killed_at = time.monotonic()
+    os.kill(pid, SIGNALS[kind])
+    operation: dict[str, Any] = {}
+    while time.monotonic() < killed_at + REASON_TIMEOUT_S:
+        operation = client.get(f"/operations/{op_id}").json()
+        if operation.get("state") != "running":
+            break
+        time.sleep(0.005)
+    if operation.get("state") == "running":
+        result.problems.append(f"the move hung: still running {REASON_TIMEOUT_S:.0f} s after {kind}")
+    else:
+        result.time_to_reason_s = time.monotonic() - killed_at
+        message = str((operation.get("error") or {}).get("message", ""))
+        if operation.get("state") != "failed" or not any(w in message for w in REASON_WORDS[kind]):
+            result.problems.append(f"the move ended {operation.get('state')!r} without the reason: {message[:200]!r}")
+    thread.join(60)
+    if not holder or holder[0].kind != "done":
+        got = f"{holder[0].kind}: {holder[0].message[:160]}" if holder else "nothing"
+        result.problems.append(f"the stream on the old runner was harmed: {got}")
+    after = _status(client, model)
+    if after["state"] != "ready" or after["tier"] != status["tier"] or runner_of(console, model) != old_pid:
+        result.problems.append(f"the model did not stay on its old runner: {after['state']} in {after['tier']}")
     _check_after(server, client, result, pid)
     result.survived = not result.problems
     return result
@@ -357,6 +482,7 @@ def run(quick: bool, seed: int, *, faults: int | None = None, folder: Path | Non
         "survived_of_injected": f"{survived}/{count}",
         "time_to_reason_ms": summary(reason_times),
         "by_kind": by_kind,
+        "queued_clients": dict(Counter(r.queued for r in results if r.queued is not None)),
         "bystander_streams": len(bystanders.outcomes),
         "bystander_failures": len(failures),
         "bystander_failure_examples": [f"{o.model} {o.route}: {o.kind} {o.message[:160]}" for o in failures[:5]],

@@ -11,7 +11,7 @@ from stress import faults
 
 def test_every_fault_is_survived_and_reported(tmp_path: Path) -> None:
     figures = faults.run(True, 11, folder=tmp_path)
-    kinds = {f"{kind}@{phase}" for kind, phase in faults.KINDS}
+    kinds = {f"{kind}@{phase}" for kind, phase in faults.KINDS}  # load, stream and move
     assert set(figures["by_kind"]) == kinds  # each kind was injected once
     assert figures["problems"] == []
     assert figures["survived"] == figures["injected"] == len(kinds)

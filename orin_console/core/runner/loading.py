@@ -36,7 +36,8 @@ class RunnerLoading(RunnerChannel):
     load_result: LoadResult | None
     _starting: bool
     _start_stopped: str | None
-    token_gap_timeout_s: float | None  # also the load's watchdog: silence allowed while loading
+    token_gap_timeout_s: float | None  # with first_token_timeout_s, the load's watchdog too
+    first_token_timeout_s: float | None
 
     if TYPE_CHECKING:  # provided by :class:`~.client.Runner`, which owns the process
         def _spawn(self) -> None: ...  # the caller holds the lock
@@ -103,7 +104,7 @@ class RunnerLoading(RunnerChannel):
         wire["oom_score_adj"] = child_oom_score_adj(self.config.oom_score_adj, read_oom_score_adj())
         try:
             reply = self._call("load", {"config": wire, "model_id": self.model_id},
-                               timeout=timeout, progress=progress, silence_s=self.token_gap_timeout_s)
+                               timeout=timeout, progress=progress, silence_s=self._load_silence_s())
         except RunnerDied:
             self._raise_if_stopped(self._end_start())
             raise
@@ -132,6 +133,13 @@ class RunnerLoading(RunnerChannel):
             self.kill()  # a stop that raced with the end of the load
             self._raise_if_stopped(why)
         return result
+
+    def _load_silence_s(self) -> float | None:
+        """How long a loading runner may answer nothing (not even a ping) before it is killed:
+        the larger of the watchdog's two limits (a load may import llama.cpp's libraries, which
+        holds the runner's interpreter for a while on a slow board); None: never."""
+        limits = [x for x in (self.first_token_timeout_s, self.token_gap_timeout_s) if x is not None]
+        return max(limits) if limits else None
 
     def _stopped_error(self, why: str) -> RunnerLoadStopped:
         return RunnerLoadStopped(
