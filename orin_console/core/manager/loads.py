@@ -22,7 +22,7 @@ from orin_console.core.cancel import Cancelled, CancelToken
 from orin_console.core.catalog.store import Catalog
 from orin_console.core.errors import OrinError
 from orin_console.core.events.bus import EventBus
-from orin_console.core.events.kinds import LoadProgress, ManagerError
+from orin_console.core.events.kinds import LoadProgress, ManagerError, ModelStateChanged
 from orin_console.core.manager.model import ModelRuntime, memory_total
 from orin_console.core.manager.predictions import PredictionCache
 from orin_console.core.manager.recorder import MeasurementRecorder
@@ -162,6 +162,8 @@ class LoadTasks:
             if moving:
                 with model.queue.exclusive(token):  # a generation on the old runner finishes first
                     old = model.loaded(runner, reservation, prediction, result, move_seconds_per_gb=per_gb)
+                # ``loaded`` published "ready" while the swap still held the queue (busy): say it is free
+                self._bus.publish(ModelStateChanged(model_id=model.model_id, status=model.status()))
                 self._stop(*old)
             else:
                 model.loaded(runner, reservation, prediction, result)
