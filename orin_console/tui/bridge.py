@@ -146,6 +146,13 @@ class EventRelay:
             self._status_dirty = True
         self._wake.set()
 
+    def set_source_note(self, note: str) -> None:
+        """The telemetry source's note (a fallback and its fix; empty when none), as a snapshot says."""
+        with self._lock:
+            self._source_note = note
+            self._sample = self._sample or (self._history[-1] if self._history else None)
+        self._wake.set()
+
     def forget_models(self, statuses: Iterable[ModelStatus]) -> None:
         """Start over from ``statuses`` (a snapshot): the next state changes are logged against these."""
         self._models = {s.model_id: s for s in statuses}

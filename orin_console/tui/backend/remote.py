@@ -48,8 +48,6 @@ from orin_console.core.events.kinds import (
 )
 from orin_console.core.manager.types import ModelStatus, SystemStatus, TierUsage
 from orin_console.core.text import sanitize
-from orin_console.core.tier import Tier
-from orin_console.core.units import format_size
 from orin_console.tui.backend import ChatEngine, convert
 from orin_console.tui.backend.remote_chat import RemoteChat, core_error
 from orin_console.tui.backend.remote_extra import RemoteCatalogOps
@@ -59,7 +57,6 @@ from orin_console.tui.messages import BackendState, LogLine
 if TYPE_CHECKING:
     from textual.app import App
 
-    from orin_console.core.memory.admission import Decision
     from orin_console.core.placement.usage import UsageRecord
 
 __all__ = ["MAX_BACKOFF_S", "SILENCE_S", "RemoteBackend"]
@@ -298,7 +295,7 @@ class RemoteBackend(RemoteCatalogOps):
                     continue
                 self._apply(event)
                 if isinstance(event, Snapshot):
-                    await self._on_snapshot(event, lost_at)
+                    await self._on_snapshot(event, server_event.raw, lost_at)
                 elif isinstance(event, CatalogChanged | GenerationStarted | GenerationFinished | ModelStateChanged):
                     self._schedule_refresh()
                 if self._relay is not None:
@@ -306,11 +303,12 @@ class RemoteBackend(RemoteCatalogOps):
         finally:
             watchdog.cancel()
 
-    async def _on_snapshot(self, event: Snapshot, lost_at: float) -> None:
+    async def _on_snapshot(self, event: Snapshot, raw: Mapping[str, Any], lost_at: float) -> None:
         await self._refresh_catalog()
         if self._relay is not None:
             status = event.status
             self._relay.forget_models(status.models if isinstance(status, SystemStatus) else ())
+            self._telemetry_from(raw, self._relay)
         was_lost = not self.connected and lost_at > 0
         if was_lost:
             self.reconnects += 1
@@ -334,6 +332,21 @@ class RemoteBackend(RemoteCatalogOps):
             if not self._refresh_again:
                 return
 
+    def _telemetry_from(self, raw: Mapping[str, Any], relay: EventRelay) -> None:
+        """A snapshot's telemetry (a newer server's): the recent samples, so the gauges and their
+        sparklines draw at once, and the source's fallback note with its fix."""
+        history = raw.get("telemetry_history")
+        samples = [convert.sample(s) for s in history if isinstance(s, Mapping)] if isinstance(history, list) else []
+        if not samples and isinstance(raw.get("telemetry"), Mapping):
+            samples = [convert.sample(raw["telemetry"])]
+        for sample in samples:
+            self._apply(TelemetrySample(sample))
+            relay.on_event(TelemetrySample(sample))
+        source = raw.get("telemetry_source")
+        if isinstance(source, Mapping):
+            note = source.get("note") if source.get("fallback") is True else ""
+            relay.set_source_note(sanitize(note) if isinstance(note, str) else "")
+
     async def _refresh_quietly(self) -> None:
         with contextlib.suppress(Exception):  # the next event or snapshot tries again
             await self._refresh_catalog()
@@ -352,48 +365,3 @@ class RemoteBackend(RemoteCatalogOps):
                 if reader is not None:
                     reader.cancel()
                 return
-
-    # -- models ---------------------------------------------------------------------------
-
-    def plan(self, model_id: str, tier: str | None) -> Decision:
-        if tier == "disk":
-            return self._unload_decision(model_id)
-        verdict = self.call(self.client.models.plan(model_id, tier))
-        return convert.decision(verdict.raw)
-
-    def _unload_decision(self, model_id: str) -> Decision:
-        """The API's plan route answers loads and moves; an unload's "plan" is what it frees."""
-        from orin_console.core.memory.admission import Decision
-
-        status = self._models.get(model_id)
-        loaded = status is not None and status.tier in ("ram", "swap")
-        frees = max(status.measured_bytes or 0, status.predicted_bytes or 0) if status is not None else 0
-        where = status.tier if status is not None else "disk"
-        summary = (f"unloading `{model_id}` frees {format_size(frees)} of the {Tier(where).label}" if loaded
-                   else f"`{model_id}` is not loaded")
-        return Decision(ok=True, model_id=model_id, tier="disk", action="unload" if loaded else "noop",
-                        frees=frees, from_tier=where if loaded else None, summary=summary)
-
-    def load(self, model_id: str, tier: str) -> Future[ModelStatus]:
-        return self.submit(self._operation(self.client.models.load(model_id, tier), model_id))
-
-    def unload(self, model_id: str) -> Future[ModelStatus]:
-        return self.submit(self._operation(self.client.models.unload(model_id), model_id))
-
-    async def _operation(self, started: Coroutine[Any, Any, Any], model_id: str) -> ModelStatus:
-        try:
-            operation = await started
-        except OrinClientError as exc:
-            raise core_error(exc) from exc
-        status = operation.raw.get("status")
-        return convert.model_status(status) if isinstance(status, Mapping) else self._models.get(
-            model_id, convert.model_status({"model_id": model_id}))
-
-    def toggle_pin(self, model_id: str) -> ModelStatus:
-        async def toggle() -> ModelStatus:
-            info = await self.client.models.get(model_id)  # the pin now, not a status that may lag
-            after = await self.client.models.pin(model_id, not info.pin)
-            await self._refresh_quietly()
-            return convert.model_status(after.raw)
-
-        return self.call(toggle())

@@ -1,6 +1,10 @@
-"""An attached console's placement plan, add dialog and file facts (a mixin of
-:class:`~orin_console.tui.backend.remote.RemoteBackend`).
+"""An attached console's operations: models, placement plan, add dialog and file facts (a mixin
+of :class:`~orin_console.tui.backend.remote.RemoteBackend`).
 
+- Models: ``client.models.plan`` (admission's dry run; an unload's is made here from the model's
+  status, as the core words it: the plan route answers loads and moves), ``load`` (a move too)
+  and ``unload`` following the server's operation to its end, ``pin`` (the pin read from the
+  server first, never from a status that may lag).
 - The plan: ``GET /placement/plan``; one move applied with ``POST /placement/apply`` naming its
   model (the server recomputes the plan and carries out that model's move, re-checked by
   admission).
@@ -13,17 +17,23 @@ server (:class:`~orin_console.tui.backend.NotSupported`), never a bare "not foun
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from orin_console.client.errors import NotFoundError, OrinAPIError
+from orin_console.client.errors import NotFoundError, OrinAPIError, OrinClientError
 from orin_console.core.catalog.add import AddResult, Refusal
 from orin_console.core.catalog.store import Catalog
+from orin_console.core.manager.types import ModelStatus
+from orin_console.core.memory.admission import Decision
 from orin_console.core.placement.optimiser import MoveOutcome
 from orin_console.core.placement.plan import Move, Plan
 from orin_console.core.text import sanitize
+from orin_console.core.tier import Tier
+from orin_console.core.units import format_size
 from orin_console.tui.backend import NotSupported, convert
+from orin_console.tui.backend.remote_chat import core_error
 
 if TYPE_CHECKING:
     from orin_console.client import OrinClient
@@ -48,9 +58,57 @@ class RemoteCatalogOps:
     url: str
     client: OrinClient
     _catalog: Catalog | None
+    _models: dict[str, ModelStatus]
 
     if TYPE_CHECKING:
         def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T: ...
+
+        def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]: ...
+
+        async def _refresh_quietly(self) -> None: ...
+
+    # -- models ---------------------------------------------------------------------------
+
+    def plan(self, model_id: str, tier: str | None) -> Decision:
+        if tier == "disk":
+            return self._unload_decision(model_id)
+        verdict = self.call(self.client.models.plan(model_id, tier))
+        return convert.decision(verdict.raw)
+
+    def _unload_decision(self, model_id: str) -> Decision:
+        """The API's plan route answers loads and moves; an unload's "plan" is what it frees."""
+        status = self._models.get(model_id)
+        loaded = status is not None and status.tier in ("ram", "swap")
+        frees = max(status.measured_bytes or 0, status.predicted_bytes or 0) if status is not None else 0
+        where = status.tier if status is not None else "disk"
+        summary = (f"unloading `{model_id}` frees {format_size(frees)} of the {Tier(where).label}" if loaded
+                   else f"`{model_id}` is not loaded")
+        return Decision(ok=True, model_id=model_id, tier="disk", action="unload" if loaded else "noop",
+                        frees=frees, from_tier=where if loaded else None, summary=summary)
+
+    def load(self, model_id: str, tier: str) -> Future[ModelStatus]:
+        return self.submit(self._operation(self.client.models.load(model_id, tier), model_id))
+
+    def unload(self, model_id: str) -> Future[ModelStatus]:
+        return self.submit(self._operation(self.client.models.unload(model_id), model_id))
+
+    async def _operation(self, started: Coroutine[Any, Any, Any], model_id: str) -> ModelStatus:
+        try:
+            operation = await started
+        except OrinClientError as exc:
+            raise core_error(exc) from exc
+        status = operation.raw.get("status")
+        return convert.model_status(status) if isinstance(status, Mapping) else self._models.get(
+            model_id, convert.model_status({"model_id": model_id}))
+
+    def toggle_pin(self, model_id: str) -> ModelStatus:
+        async def toggle() -> ModelStatus:
+            info = await self.client.models.get(model_id)  # the pin now, not a status that may lag
+            after = await self.client.models.pin(model_id, not info.pin)
+            await self._refresh_quietly()
+            return convert.model_status(after.raw)
+
+        return self.call(toggle())
 
     def _newer(self, what: str, exc: BaseException) -> NotSupported:
         return NotSupported(f"{what} needs a newer server: {self.url} does not offer it (upgrade "
