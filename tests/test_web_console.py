@@ -310,6 +310,41 @@ def test_browser_session_is_an_attached_console(stack: Stack, browser: Any) -> N
     assert alpha["state"] == "ready", f"the server's model did not outlive the browser session: {alpha}"
 
 
+def test_a_session_that_cannot_attach_ends_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session's process ends at once (nothing listens): its websocket closes, so the page
+    shows that the session ended (and why it may have) instead of waiting forever."""
+    from aiohttp import WSMsgType
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from orin_console.cli.web import session_command
+    from orin_console.web.server import WebConsole
+
+    for key, value in environment(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    with socket.socket() as sock:  # a loopback port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        console = WebConsole(session_command(dead, None), target=dead, token=None, api_token=None,
+                             bind_host="127.0.0.1")
+
+        async def check() -> None:
+            async with TestClient(TestServer(console.make_app())) as client:
+                page = await (await client.get("/")).text()
+                assert "could not attach" in page and dead in page
+                ws = await client.ws_connect("/ws?width=80&height=24", origin=str(client.make_url("")).rstrip("/"))
+                kinds = []
+                async with asyncio.timeout(60):
+                    async for message in ws:
+                        kinds.append(message.type)
+                assert ws.closed and WSMsgType.ERROR not in kinds
+                async with asyncio.timeout(15):  # the handler's own clean-up, just after the close
+                    while console.sessions:
+                        await asyncio.sleep(0.02)
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, check()).result(90)
+
+
 def _answer_lines(screen: str) -> list[str]:
     """The chat pane's lines between the prompt and the summary line, without the borders."""
     lines = [line.split("│")[-2].strip() if line.count("│") >= 2 else "" for line in screen.splitlines()]

@@ -23,7 +23,7 @@ html, body {{ margin: 0; height: 100%; background: #0c181f; color: #e8eef2;
 body.-first-byte #terminal {{ opacity: 1; }}
 .notice {{ position: absolute; inset: 0; display: flex; align-items: center; justify-content: center;
   flex-direction: column; gap: 16px; }}
-body.-first-byte .starting, .ended {{ display: none; }}
+body.-first-byte .starting, body.-closed .starting, .ended {{ display: none; }}
 body.-closed .ended {{ display: flex; z-index: 10; background: #0c181f; }}
 button {{ padding: 12px 28px; background: #2d5b78; color: #fff; border: none; font: inherit; cursor: pointer; }}
 #start {{ display: none; }}
@@ -32,7 +32,8 @@ button {{ padding: 12px 28px; background: #2d5b78; color: #fff; border: none; fo
 <body>
 <div class="notice starting"><div>{title}: opening a console attached to {target}…</div>
 <button type="button" id="start" onclick="location.reload()">Start</button></div>
-<div class="notice ended"><div>The console session ended (the server and its models go on).</div>
+<div class="notice ended"><div>The console session ended (the server and its models go on; a session that
+ends at once could not attach: the log of orin-console web says why).</div>
 <button type="button" onclick="location.reload()">Open a new session</button></div>
 <div id="terminal" class="textual-terminal" data-session-websocket-url="{websocket}"
  data-font-size="{font_size}"></div>

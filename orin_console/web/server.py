@@ -63,6 +63,15 @@ class Session(AppService):
             env["ORIN_TOKEN"] = self._api_token
         return env
 
+    async def run(self) -> None:
+        """Relay the console's output; when its process ends (quit, or it could not attach),
+        close the page's websocket, so the page says the session ended instead of waiting."""
+        try:
+            await super().run()
+        finally:
+            with contextlib.suppress(Exception):
+                await self.remote_close()
+
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
