@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ def core(workdir: Path) -> Iterator[Core]:
     bus = EventBus()
     jtop = ScriptedSource("jtop", opens=[unavailable("jtop", "jtop.service is not running",
                                                      "sudo systemctl restart jtop")])
-    sampler = sampler_over(bus, jtop, ScriptedSource("psutil"))
+    sampler = sampler_over(bus, jtop, ScriptedSource("psutil", clock=time.monotonic))  # fresh samples
     with make_core(workdir, bus=bus, telemetry=sampler, optimiser=True) as built:
         yield built
 
@@ -218,7 +219,7 @@ def test_system_status_names_the_telemetry_source_and_its_fallback(core: Core, w
 
 def test_no_fallback_note_when_the_preferred_source_works(workdir: Path) -> None:
     bus = EventBus()
-    with make_core(workdir, bus=bus, telemetry=sampler_over(bus, ScriptedSource("jtop"))) as core:
+    with make_core(workdir, bus=bus, telemetry=sampler_over(bus, ScriptedSource("jtop", clock=time.monotonic))) as core:
         source = TestClient(create_app(core), base_url="http://127.0.0.1:8000").get("/system/status").json()
     assert source["telemetry_source"]["active"] == "jtop"
     assert source["telemetry_source"]["fallback"] is False and source["telemetry_source"]["note"] == ""
@@ -227,7 +228,8 @@ def test_no_fallback_note_when_the_preferred_source_works(workdir: Path) -> None
 def test_a_source_that_fails_while_running_is_named_with_its_fix(workdir: Path) -> None:
     bus = EventBus()
     jtop = ScriptedSource("jtop", reads=[None, failed("jtop", "the jtop socket closed", "restart jtop")])
-    with make_core(workdir, bus=bus, telemetry=sampler_over(bus, jtop, ScriptedSource("psutil"))) as core:
+    psutil = ScriptedSource("psutil", clock=time.monotonic)
+    with make_core(workdir, bus=bus, telemetry=sampler_over(bus, jtop, psutil)) as core:
         assert core.sampler is not None
         core.sampler.sample_once()  # the second read fails: psutil answers in the same tick
         body = TestClient(create_app(core), base_url="http://127.0.0.1:8000").get("/system/status").json()

@@ -28,8 +28,8 @@ from orin_console.client.errors import (
 )
 from orin_console.client.inference import InferenceAPI, TextStream
 from orin_console.client.placement import ApplyResult, MoveOutcome, PlacementAPI, PlacementMove, PlacementPlan
+from orin_console.client.preview import AddPreview, ProposedModel
 from orin_console.client.types import (
-    AddPreview,
     AddRefusal,
     AddResult,
     BatchFailure,
@@ -40,7 +40,6 @@ from orin_console.client.types import (
     ModelStats,
     Operation,
     PlanVerdict,
-    ProposedModel,
     Routed,
     ServerEvent,
     Suggestion,

@@ -17,8 +17,8 @@ from orin_console.client._http import Http, iter_events, sdk_version
 from orin_console.client.errors import OperationFailedError, OrinClientError, OrinTimeoutError, api_error
 from orin_console.client.inference import InferenceAPI
 from orin_console.client.placement import PlacementAPI
+from orin_console.client.preview import AddPreview
 from orin_console.client.types import (
-    AddPreview,
     AddResult,
     Health,
     ModelInfo,

@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse
 
 from orin_console.api.deps import CoreDep, app_state
 from orin_console.api.errors import error_body
-from orin_console.api.schemas import ERROR_RESPONSES, ApplyRequest, ApplyResponse, PlacementPlan
+from orin_console.api.placement_schemas import ApplyRequest, ApplyResponse, PlacementPlan
+from orin_console.api.schemas import ERROR_RESPONSES
 from orin_console.api.serialize import outcome_to_dict, plan_to_dict
 from orin_console.core.placement.current import NoSuchMove, apply_plan, current_plan, select_moves
 
