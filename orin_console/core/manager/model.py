@@ -282,12 +282,17 @@ class ModelRuntime:
         with self.lock:
             if runner is not self._runner:
                 return None
+            if self._state == ModelState.UNLOADING:
+                # The unload in progress holds this runner and its reservation and releases
+                # them itself; the death only ends what it was ending (failing the model here
+                # made its ``unloaded()`` raise and released the reservation twice).
+                return None
             reservation = self._reservation
             self._runner = self._reservation = self._measured = None
             self._error = message
             if self._state == ModelState.MOVING:
                 pass  # the new runner is on its way; if it fails, the model is failed
-            elif self._state in (ModelState.READY, ModelState.UNLOADING):
+            elif self._state == ModelState.READY:
                 self._state, self._tier = ModelState.FAILED, Tier.DISK
             else:
                 raise self._illegal("lose its runner")
