@@ -87,12 +87,14 @@ def test_bad_entries_and_shapes_are_refused_in_one_message(tmp_path: Path, body:
     assert len(message) < 2000, "a huge value is cut, not echoed whole"
 
 
-def test_two_entries_for_one_file_through_a_symlink_are_refused(tmp_path: Path) -> None:
+def test_one_file_named_twice_is_refused_but_a_symlink_is_a_deliberate_second_name(tmp_path: Path) -> None:
     (tmp_path / "a.gguf").write_bytes(b"x")
     (tmp_path / "link.gguf").symlink_to(tmp_path / "a.gguf")
-    body = HEAD + '[[models]]\nid = "b"\npath = "link.gguf"\ntasks = ["chat"]\n'
+    absolute = HEAD + f'[[models]]\nid = "b"\npath = "{tmp_path / "sub" / ".." / "a.gguf"}"\ntasks = ["chat"]\n'
     with pytest.raises(CatalogError, match="already the file of entry 1"):
-        parse_catalog(body, tmp_path / "models.toml")
+        parse_catalog(absolute, tmp_path / "models.toml")
+    linked = HEAD + '[[models]]\nid = "b"\npath = "link.gguf"\ntasks = ["chat"]\n'
+    assert [e.id for e in parse_catalog(linked, tmp_path / "models.toml")] == ["a", "b"]
 
 
 @pytest.mark.parametrize(("line", "needles"), FIELD_CASES[:6], ids=[c[0][:30] for c in FIELD_CASES[:6]])

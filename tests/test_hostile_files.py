@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from hostile_support import CATALOG, assert_refused, cli, snapshot
-from test_gguf_corpus import CASES
+from test_gguf_corpus import CASES, Case
 
 from orin_console.core.gguf import DEFAULT_LIMITS
 
@@ -139,14 +139,17 @@ BROKEN = [case for case in CASES if case.limits == DEFAULT_LIMITS]
 
 
 @pytest.mark.parametrize("case", BROKEN, ids=[case.id for case in BROKEN])
-def test_models_add_refuses_every_crafted_file_cleanly(home: Path, capsys: pytest.CaptureFixture[str],
-                                                       case: object) -> None:
+@pytest.mark.parametrize("action", ["add", "inspect"])
+def test_models_add_and_inspect_refuse_every_crafted_file_cleanly(
+        home: Path, capsys: pytest.CaptureFixture[str], case: Case, action: str) -> None:
     path = home / "crafted.gguf"
-    path.write_bytes(case.build())  # type: ignore[attr-defined]
+    path.write_bytes(case.build())
     catalog = home / "models.toml"
     before = snapshot(catalog)
-    result = cli(capsys, "--catalog", str(catalog), "models", "add", str(path))
-    assert_refused(result, "not added", "invalid GGUF", case.field)  # type: ignore[attr-defined]
+    result = cli(capsys, "--catalog", str(catalog), "models", action, str(path))
+    assert_refused(result, "invalid GGUF", case.field)
+    if action == "add":
+        assert "not added" in result.err
     assert snapshot(catalog) == before
 
 

@@ -72,6 +72,14 @@ def test_closed_stdin_is_refused_only_where_it_is_read(home: Path) -> None:
     assert proc.returncode == 0 and b'"alpha"' in proc.stdout
 
 
+def test_the_console_with_stdin_closed_says_it_needs_a_terminal(home: Path) -> None:
+    proc = cli_process("--catalog", str(home / "models.toml"), cwd=home, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, **_closed(0))
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert "the console needs a terminal" in err and "Traceback" not in err and "internal error" not in err
+
+
 @pytest.mark.parametrize(("data", "needles"), [
     (b"\xff\xfe", ("standard input is not valid UTF-8 (byte offset 0)",)),
     (b"x" * (4 * 1024 * 1024 + 1), ("standard input holds more than 4 MB",)),
@@ -136,3 +144,24 @@ def test_a_runner_death_is_said_once(home: Path) -> None:
     assert code == 1, err
     _one_line(err.encode(), "alpha could not answer", "killed (SIGKILL)")
     assert err.count("killed (SIGKILL)") == 1, err
+
+
+def test_a_runner_death_during_an_unload_ends_the_unload_not_the_model() -> None:
+    """The race behind a second error line after a runner death: ``run`` closes the core (an
+    unload) while the death is still being reported. The death must not fail the model under
+    the unload (whose ``unloaded()`` then raised) nor release the reservation a second time."""
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from orin_console.core.catalog.store import CatalogEntry
+    from orin_console.core.manager.model import ModelRuntime, ModelState
+    from orin_console.core.tier import Tier
+
+    model = ModelRuntime(CatalogEntry(id="a", path="a.gguf", tasks=("chat",)), queue_limit=4)
+    runner, reservation = cast(Any, object()), cast(Any, object())
+    model.begin_load(Tier.SWAP)
+    model.loaded(runner, reservation, cast(Any, None), cast(Any, SimpleNamespace(load_seconds=0.1)))
+    assert model.begin_unload() == (runner, reservation)
+    assert model.died(runner, "runner for `a` was killed (SIGKILL)") is None  # the unload releases it
+    model.unloaded()
+    assert model.status().state == ModelState.UNLOADED

@@ -53,6 +53,9 @@ class CliConsole(Console):
         raise BrokenPipeError(errno.EPIPE, "the reader of the output has gone")
 
 
+_stdin_closed = False
+
+
 def _fd_open(fd: int) -> bool:
     try:
         os.fstat(fd)
@@ -76,11 +79,15 @@ def check_std_streams() -> str | None:
         ``None`` when standard output and error are open, else the one-line error (standard
         input closed is not an error here: the command that needs it says so).
     """
+    global _stdin_closed
     closed = [fd for fd in (0, 1, 2) if not _fd_open(fd)]
     for fd in closed:
         _fill(fd, os.O_RDONLY if fd == 0 else os.O_WRONLY)
-    if 0 in closed:
-        sys.stdin = None  # what Python itself sets when fd 0 is closed
+    if 0 in closed or sys.stdin is None:
+        # Python leaves sys.stdin None when started with fd 0 closed; an empty reader instead
+        # (not a terminal, so the console refuses cleanly), and the fact is remembered.
+        _stdin_closed = True
+        sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - lives as long as the process
     names = [name for fd, name in ((1, "output"), (2, "error")) if fd in closed]
     if not names:
         return None
@@ -91,7 +98,7 @@ def check_std_streams() -> str | None:
 
 def stdin_closed() -> bool:
     """Whether the command was started with standard input closed (``<&-``)."""
-    return sys.stdin is None
+    return _stdin_closed
 
 
 def silence_output(*, stderr: bool = True) -> None:

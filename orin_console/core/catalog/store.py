@@ -15,8 +15,9 @@ The file holds an array of tables, one per model::
 A file that fails validation is refused whole: :class:`CatalogStore` keeps the last good
 catalog in force and the error names the entry, the field, its line and what is allowed.
 Values are strict: ``priority = true`` or ``context = "4096"`` is refused, not coerced (the
-file is edited by hand, and a coerced value is a silent surprise). Two entries for one file
-(the same real path) are refused too: each model file is in the catalog once.
+file is edited by hand, and a coerced value is a silent surprise). Two entries naming one file
+(``a.gguf``, ``./a.gguf``, its absolute path) are refused too; the same weights under a
+second id need a second name (a symbolic link), a deliberate and visible choice.
 
 The file is read only when it is a regular file of at most :data:`CATALOG_LIMIT` bytes.
 Edits from several processes at once (``models add`` run in parallel, the console pinning a
@@ -284,7 +285,7 @@ def parse_catalog(text: str, path: Path) -> Catalog:
         if entry.id in seen:
             problems.append(f"{label}: id '{entry.id}' is already used by entry {seen[entry.id] + 1}")
             continue
-        real = os.path.realpath(_entry_file(path, entry))
+        real = os.path.normpath(_entry_file(path, entry))  # the name, not the symlink's target
         if real in files:
             problems.append(f"{label}: its file {sanitize_path(entry.path)} is already the file of entry "
                             f"{files[real] + 1}; each file is in the catalog once (remove one entry)")
