@@ -468,3 +468,15 @@ def test_a_core_without_an_api_is_refused_with_the_fix(capsys: pytest.CaptureFix
         assert main(["web", "--port", str(free_port())]) == 2
     err = capsys.readouterr().err
     assert "serves no API" in err and "--attach URL" in err and "Traceback" not in err, err
+
+
+def test_the_lock_files_address_is_reached_on_loopback() -> None:
+    from orin_console.cli.web import local_url
+    from orin_console.core.errors import OrinError
+
+    assert local_url("http://0.0.0.0:8000") == "http://127.0.0.1:8000"
+    assert local_url("http://[::]:8000") == "http://[::1]:8000"
+    assert local_url("http://127.0.0.1:8123") == "http://127.0.0.1:8123"
+    for still_binding_or_bad in ("http://127.0.0.1:0", "not a url", "http://x:99999", "ftp://127.0.0.1:21"):
+        with pytest.raises(OrinError, match="not an address to attach to yet"):
+            local_url(still_binding_or_bad)

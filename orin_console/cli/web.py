@@ -69,15 +69,26 @@ def _check_port(option: str, port: int) -> int:
 
 
 def local_url(address: str) -> str:
-    """The lock file's address as this machine reaches it (a wildcard bind becomes loopback)."""
-    parts = urlsplit(address)
+    """The lock file's address as this machine reaches it (a wildcard bind becomes loopback).
+
+    Raises:
+        OrinError: the address has no port yet (the server is still binding) or is not a URL.
+    """
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError:
+        port = None
+    if not port or parts.scheme not in ("http", "https"):
+        raise OrinError(f"the core's lock names {sanitize(address)[:200]!r}, not an address to attach to yet (it "
+                        "may still be starting): try again in a moment, or give --attach URL")
     host = parts.hostname or "127.0.0.1"
-    if host in ("0.0.0.0", ""):
+    if host == "0.0.0.0":
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"
     shown = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme or 'http'}://{shown}:{parts.port or 80}"
+    return f"{parts.scheme}://{shown}:{port}"
 
 
 def session_command(url: str, config: Path | None) -> list[str]:
