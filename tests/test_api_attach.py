@@ -161,8 +161,8 @@ def test_telemetry_and_the_other_kinds_keep_every_field() -> None:
     for event, want in (
         (TelemetrySourceChanged(previous="jtop", current="psutil", reason="jtop stopped", fix="restart jtop"),
          {"previous": "jtop", "current": "psutil", "reason": "jtop stopped", "fix": "restart jtop"}),
-        (ManagerError(message="catalog edit refused", model_id="alpha"),
-         {"message": "catalog edit refused", "model_id": "alpha"}),
+        (ManagerError(message="catalog edit refused", model_id="alpha", kind="CatalogError"),
+         {"message": "catalog edit refused", "model_id": "alpha", "kind": "CatalogError"}),
         (CatalogChanged(model_ids=("alpha", "beta")), {"model_ids": ["alpha", "beta"]}),
         (LoadProgress(model_id="alpha", tier="ram", fraction=0.5),
          {"model_id": "alpha", "tier": "ram", "fraction": 0.5}),
@@ -203,7 +203,7 @@ def test_a_late_console_gets_everything_to_draw_at_once(core: Core) -> None:
     assert "jtop.service is not running" in source["note"] and "sudo systemctl restart jtop" in source["note"]
     assert snap["plan"]["placements"] == {"alpha": "ram", "beta": "disk"}  # alpha's catalog tier is ram
     assert snap["plan"]["moves"][0]["text"].startswith("promote alpha swap → ram: ")
-    assert frames[-1] == ("ManagerError", {"message": "end", "model_id": None, "ts": frames[-1][1]["ts"]})
+    assert frames[-1] == ("ManagerError", {"message": "end", "model_id": None, "kind": None, "ts": frames[-1][1]["ts"]})
 
 
 def test_system_status_names_the_telemetry_source_and_its_fallback(core: Core, workdir: Path) -> None:

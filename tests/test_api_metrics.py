@@ -104,6 +104,20 @@ def test_the_subscription_ends_with_the_app(core: Core) -> None:
     assert core.bus.subscriber_count == before  # closed on shutdown
 
 
+def test_a_refusal_is_counted_by_its_type_not_its_wording(core: Core) -> None:
+    from orin_console.core.events.kinds import ManagerError
+
+    with client(core) as api:
+        core.bus.publish(ManagerError(message="cannot load `alpha` into the RAM tier: ...", model_id="alpha"))
+        core.bus.publish(ManagerError(message="reworded: it would not fit", model_id="beta", kind="AdmissionRefused"))
+        core.bus.publish(ManagerError(message="end", model_id="beta", kind="RunnerError"))
+        # events arrive in order: once beta's is counted, alpha's was seen before it
+        wait_until(lambda: value(scrape(api), "orin_admission_refusals_total", model="beta") == 1, timeout=5)
+        samples = scrape(api)
+        assert value(samples, "orin_admission_refusals_total", model="alpha") == 0  # the wording alone is not one
+        assert value(samples, "orin_admission_refusals_total", model="beta") == 1
+
+
 def test_refusals_and_crashes_are_counted(workdir: Path) -> None:
     with make_core(workdir, settings=settings_for(workdir, max_model_gb=0.01)) as small, client(small) as api:
         with pytest.raises(AdmissionRefused):

@@ -13,7 +13,8 @@ process, or two tests, never share counts). Three sources:
   every generation counts, whoever asked (API, TUI, CLI in the same process). A load is a
   ``loading``/``moving`` -> ``ready`` transition, a load failure ``loading`` -> ``failed``, a
   crash ``ready``/``unloading`` -> ``failed`` (the runner died while serving), a refusal a
-  :class:`~orin_console.core.events.kinds.ManagerError` carrying admission's refusal.
+  :class:`~orin_console.core.events.kinds.ManagerError` whose ``kind`` is ``AdmissionRefused``
+  (its type, not its wording).
 - **Queue depth, model states, memory per tier, the machine's memory and telemetry** are read
   at scrape time from ``core.manager.status()`` and ``core.sampler.latest()`` by a custom
   collector, so they are never stale and need no bookkeeping.
@@ -55,8 +56,6 @@ TOK_S_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0, 128
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 MAX_TRACKED_REQUESTS = 10_000
 """Bound on generations started and not yet finished that the source label is kept for."""
-_REFUSAL_HEADS = ("cannot load `", "cannot move `")
-"""How admission words a refusal (``Decision.explain``); a ``ManagerError`` starting so is one."""
 _SERVING = (ModelState.READY, ModelState.UNLOADING)
 _LOADING = (ModelState.LOADING, ModelState.MOVING)
 
@@ -120,7 +119,7 @@ class ApiMetrics:
         elif isinstance(event, ModelStateChanged):
             self._state_changed(event.model_id, event.status.state, event.status.tier)
         elif isinstance(event, ManagerError):
-            if event.model_id is not None and event.message.startswith(_REFUSAL_HEADS):
+            if event.model_id is not None and event.kind == "AdmissionRefused":
                 self.refusals.labels(event.model_id).inc()
         elif isinstance(event, Snapshot) and isinstance(event.status, SystemStatus):
             with self._lock:  # where every model stands: later transitions count from here

@@ -21,7 +21,7 @@ Every generation has a ``request_id`` (unique per console run) and a ``source``
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from orin_console.core.events.bus import Event, Snapshot, TelemetrySample, TelemetrySourceChanged
@@ -136,7 +136,11 @@ class PlanChanged(Event):
 
 @dataclass(frozen=True, slots=True)
 class ManagerError(Event):
-    """Something went wrong that an operator should see (a refused catalog edit, a crash)."""
+    """Something went wrong that an operator should see (a refused catalog edit, a crash).
+
+    ``kind`` is the error's class name when one was raised (``AdmissionRefused``,
+    ``RunnerError``...), so a reader tells a refusal by its type, not by its wording."""
 
     message: str
     model_id: str | None = None
+    kind: str | None = field(default=None, kw_only=True)

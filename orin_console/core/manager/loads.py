@@ -110,8 +110,9 @@ class LoadTasks:
         self._n_threads = n_threads
         self._on_removed = on_removed
 
-    def _error(self, model: ModelRuntime, message: str) -> None:
-        self._bus.publish(ManagerError(message=message, model_id=model.model_id))
+    def _error(self, model: ModelRuntime, message: str, exc: BaseException | None = None) -> None:
+        kind = type(exc).__name__ if exc is not None else None
+        self._bus.publish(ManagerError(message=message, model_id=model.model_id, kind=kind))
 
     # -- load and move -----------------------------------------------------------------------
 
@@ -131,11 +132,11 @@ class LoadTasks:
             raise
         except AdmissionRefused as exc:
             model.refused(str(exc))
-            self._error(model, str(exc))
+            self._error(model, str(exc), exc)
             raise
         except OrinError as exc:
             model.could_not_start(str(exc))
-            self._error(model, str(exc))
+            self._error(model, str(exc), exc)
             raise
         try:
             moving = model.begin_load(tier)
@@ -175,7 +176,7 @@ class LoadTasks:
                 model.cancelled(f"the load was cancelled: {token.reason}")
                 raise Cancelled(token.reason) from exc
             model.failed(str(exc))
-            self._error(model, str(exc))
+            self._error(model, str(exc), exc)
             raise
         if memory is not None:
             model.record_measurement(memory)

@@ -266,7 +266,7 @@ def event(kind: str, data: Any) -> Event | None:
             return TelemetrySourceChanged(_opt_str(d.get("previous")), _opt_str(d.get("current")),
                                           _str(d.get("reason")), _opt_str(d.get("fix")), **ts)
         case "ManagerError":
-            return ManagerError(_str(d.get("message")), _opt_str(d.get("model_id")), **ts)
+            return ManagerError(_str(d.get("message")), _opt_str(d.get("model_id")), kind=_opt_str(d.get("kind")), **ts)
         case "PlanChanged":
             return PlanChanged(plan(d.get("plan"))[0], **ts)
         case "CatalogChanged":
