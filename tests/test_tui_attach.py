@@ -133,3 +133,31 @@ def test_attach_urls(url: str, token: str | None, expected: str) -> None:
 def test_bad_attach_urls_are_refused_with_the_fix(url: str, message: str) -> None:
     with pytest.raises(AttachError, match=message):
         check_attach_url(url, None)
+
+
+@pytest.mark.parametrize("data", [{}, {"model_id": 3, "status": "ready", "tiers": {"x": 1}, "sample": [],
+                                       "plan": 7, "fraction": "half", "model_ids": None, "ts": "now"},
+                                  {"status": {"models": [{"state": "exploded", "tier": "moon", "pin": "yes",
+                                                          "queued": True, "notes": [1, "ok"]}], "tiers": [None]},
+                                   "sample": {"age_s": -5, "cpu_per_core": ["a", 3], "temperatures": {"cpu": "hot"},
+                                              "gpu_process_bytes": {"12": 5, "x": 1}}}])
+def test_the_servers_json_is_never_trusted(data: dict[str, Any]) -> None:
+    """Each event kind from JSON of the wrong shapes: the core's event with defaults, or None; no
+    exception (it would end the console's event stream)."""
+    from orin_console.tui.backend import convert
+
+    kinds = ["ModelStateChanged", "TierUsageChanged", "LoadProgress", "TelemetrySample", "TelemetrySourceChanged",
+             "ManagerError", "PlanChanged", "CatalogChanged", "GenerationStarted", "GenerationFinished", "Snapshot",
+             "TokenGenerated", "Unknown"]
+    for kind in kinds:
+        event = convert.event(kind, data)
+        assert event is None or type(event).__name__ == kind
+    snapshot = convert.event("Snapshot", data)
+    assert snapshot is not None
+    status = getattr(snapshot, "status", None)
+    if status is not None and status.models:
+        (model,) = status.models
+        assert model.state == ModelState.UNLOADED and model.tier == "disk" and model.pin is False
+        assert model.notes == ("ok",)
+    assert convert.decision(data).ok is False
+    assert convert.result(data).finish_reason == "stop"
