@@ -26,8 +26,8 @@ only while the API is being built; tests check that every one is present)."""
 
 DESCRIPTION = """\
 Orin Console's API: the same core as the console. Seed routes (`/system`, `/models`,
-`/quick/generate`, generation and events), OpenAI-compatible routes under `/v1`, and Prometheus
-metrics at `/metrics`. Off loopback every route but `GET /system/health` needs
+`/placement`, `/quick/generate`, generation and events), OpenAI-compatible routes under `/v1`,
+and Prometheus metrics at `/metrics`. Off loopback every route but `GET /system/health` needs
 `Authorization: Bearer <token>`. Errors are `{"error": {"type", "message", "field"?}}` (OpenAI's
 shape under `/v1`).
 """
