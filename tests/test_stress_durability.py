@@ -9,6 +9,7 @@ import errno
 import os
 import random
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -108,3 +109,19 @@ def test_the_tui_the_api_and_the_cli_adding_at_once_lose_nothing(tmp_path: Path)
     assert figures["entries_present"] == figures["entries_expected"] == 2 + 3 * 2
     assert figures["server_missing"] == []
     assert figures["ok"]
+
+
+def test_a_lock_file_that_cannot_be_created_on_a_full_disk_says_so(tmp_path: Path) -> None:
+    real_open = os.open
+
+    def no_inode_left(path: Any, flags: int, mode: int = 0o777, **kw: Any) -> int:
+        if str(path).endswith(".lock"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_open(path, flags, mode, **kw)
+
+    store = CatalogStore(tmp_path / "models.toml")
+    with mock.patch("os.open", no_inode_left), pytest.raises(OrinError) as caught:
+        store.add([])
+    message = str(caught.value)
+    assert "No space left on device" in message and "free some space" in message
+    assert "permissions" not in message and "catalog is unchanged" in message

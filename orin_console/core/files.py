@@ -318,8 +318,10 @@ def exclusive_lock(
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
     except OSError as exc:
+        fix = _SAVE_FIXES.get(exc.errno or 0, "check the folder's permissions")
         raise error(f"{shown}: cannot open the lock file for the {what}: "
-                    f"{exc.strerror or exc}; check the folder's permissions") from None
+                    f"{exc.strerror or exc}; {fix.format(folder=sanitize_path(lock.parent), what=what)}; "
+                    f"the {what} is unchanged") from None
     try:
         deadline = time.monotonic() + timeout_s
         while True:
