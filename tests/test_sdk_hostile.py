@@ -5,11 +5,14 @@ fails the test if anything is)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orin_console.client import OrinClient
 
@@ -183,3 +186,30 @@ def test_good_client_options_are_taken() -> None:
     for kwargs in ({"base_url": "https://jetson.local:8000/"}, {"base_url": "http://[::1]:8000"}, {"timeout": 3},
                    {"timeout": None}, {"timeout": httpx.Timeout(5.0)}, {"headers": {"X-Trace": "abc"}}):
         assert OrinClient(**kwargs).base_url.startswith("http")
+
+
+# -- hostile answers: the SDK's types read any JSON object without raising ------------------------
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                       max_size=3),
+                           max_leaves=12)
+
+
+@pytest.mark.parametrize("kind", [
+    "AddPreview", "AddResult", "ApplyResult", "GenerationResult", "Health", "ModelInfo", "ModelStats", "MoveOutcome",
+    "Operation", "PlacementMove", "PlacementPlan", "PlanVerdict", "ProposedModel", "SystemStatus", "TierInfo",
+    "BatchFailure", "Routed", "ServerEvent", "Suggestion",
+])
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_every_result_type_reads_any_json_object(kind: str, data: st.DataObject) -> None:
+    import orin_console.client as sdk
+
+    cls = getattr(sdk, kind)
+    keys = [f.name for f in dataclasses.fields(cls)] + ["models", "telemetry_source", "admission", "plan"]
+    body = data.draw(st.dictionaries(st.sampled_from(keys) | st.text(max_size=6), JSON_VALUES, max_size=8))
+    result = cls.from_dict(body)
+    assert dict(result) == body
+    with pytest.raises(TypeError):
+        cls.from_dict([body])

@@ -27,6 +27,7 @@ from orin_console.client.types import (
     PlanVerdict,
     ServerEvent,
     SystemStatus,
+    _list,
 )
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
@@ -120,7 +121,7 @@ class ModelsAPI:
         """``GET /models/list``: every catalog model and its state."""
         answer = await self._http.request("GET", "/models/list")
         models = answer.get("models") if isinstance(answer, Mapping) else answer
-        return [ModelInfo.from_dict(m) for m in models or [] if isinstance(m, Mapping)]
+        return [ModelInfo.from_dict(m) for m in _list(models) if isinstance(m, Mapping)]
 
     async def get(self, model_id: str) -> ModelInfo:
         """``GET /models/{id}``; :class:`~orin_console.client.errors.NotFoundError` if unknown."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from orin_console.client import checks
 from orin_console.client._http import Http
-from orin_console.client.types import Record, _dict, _opt_float, _opt_str
+from orin_console.client.types import Record, _dict, _list, _opt_float, _opt_str
 
 __all__ = ["ApplyResult", "MoveOutcome", "PlacementAPI", "PlacementMove", "PlacementPlan"]
 
@@ -81,7 +81,7 @@ class PlacementPlan(Record):
     @classmethod
     def _parse(cls, data: Mapping[str, Any]) -> PlacementPlan:
         return cls(placements=_str_map(data.get("placements")), reasons=_str_map(data.get("reasons")),
-                   moves=[PlacementMove.from_dict(m) for m in data.get("moves") or [] if isinstance(m, Mapping)],
+                   moves=[PlacementMove.from_dict(m) for m in _list(data.get("moves")) if isinstance(m, Mapping)],
                    used=_int_map(data.get("used")), budgets=_int_map(data.get("budgets")),
                    fits={str(k): bool(v) for k, v in _dict(data.get("fits")).items()},
                    current=_str_map(data.get("current")), created=_opt_float(data.get("created")),
@@ -120,7 +120,7 @@ class ApplyResult(Record):
 
     @classmethod
     def _parse(cls, data: Mapping[str, Any]) -> ApplyResult:
-        outcomes = [MoveOutcome.from_dict(o) for o in data.get("outcomes") or [] if isinstance(o, Mapping)]
+        outcomes = [MoveOutcome.from_dict(o) for o in _list(data.get("outcomes")) if isinstance(o, Mapping)]
         done, total = data.get("done"), data.get("total")
         return cls(plan=PlacementPlan.from_dict(_dict(data.get("plan"))), outcomes=outcomes,
                    done=done if isinstance(done, int) else sum(o.ok for o in outcomes),

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orin_console.client.types import AddRefusal, PlanVerdict, Record, _dict, _opt_int, _opt_str, _strs
+from orin_console.client.types import AddRefusal, PlanVerdict, Record, _dict, _list, _opt_int, _opt_str, _strs
 
 __all__ = ["AddPreview", "ProposedModel"]
 
@@ -64,6 +64,6 @@ class AddPreview(Record):
     @classmethod
     def _parse(cls, data: Mapping[str, Any]) -> AddPreview:
         return cls(path=str(data.get("path", "")), addable=data.get("addable") is True,
-                   entries=[ProposedModel.from_dict(e) for e in data.get("entries") or [] if isinstance(e, Mapping)],
-                   refused=[AddRefusal.from_dict(r) for r in data.get("refused") or [] if isinstance(r, Mapping)],
+                   entries=[ProposedModel.from_dict(e) for e in _list(data.get("entries")) if isinstance(e, Mapping)],
+                   refused=[AddRefusal.from_dict(r) for r in _list(data.get("refused")) if isinstance(r, Mapping)],
                    raw=data)

@@ -76,6 +76,11 @@ def _strs(value: Any) -> list[str]:
     return []
 
 
+def _list(value: Any) -> list[Any]:
+    """A JSON array as a list; anything else (a hostile or broken answer) as empty."""
+    return list(value) if isinstance(value, list | tuple) else []
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
@@ -149,7 +154,7 @@ class SystemStatus(Record):
         telemetry = data.get("telemetry")
         return cls(total=_opt_int(models.get("total")) or 0, loaded=loaded,
                    states={str(k): str(v) for k, v in _dict(models.get("states")).items()},
-                   tiers=[TierInfo.from_dict(t) for t in data.get("tiers") or [] if isinstance(t, Mapping)],
+                   tiers=[TierInfo.from_dict(t) for t in _list(data.get("tiers")) if isinstance(t, Mapping)],
                    memory=_dict(data.get("memory")),
                    telemetry=dict(telemetry) if isinstance(telemetry, Mapping) else None,
                    uptime_s=_opt_float(data.get("uptime_s")), telemetry_source=_dict(data.get("telemetry_source")),
@@ -243,8 +248,8 @@ class AddResult(Record):
 
     @classmethod
     def _parse(cls, data: Mapping[str, Any]) -> AddResult:
-        return cls(added=[ModelInfo.from_dict(m) for m in data.get("added") or [] if isinstance(m, Mapping)],
-                   refused=[AddRefusal.from_dict(r) for r in data.get("refused") or [] if isinstance(r, Mapping)],
+        return cls(added=[ModelInfo.from_dict(m) for m in _list(data.get("added")) if isinstance(m, Mapping)],
+                   refused=[AddRefusal.from_dict(r) for r in _list(data.get("refused")) if isinstance(r, Mapping)],
                    raw=data)
 
 
@@ -338,7 +343,7 @@ class PlanVerdict(Record):
     @classmethod
     def _parse(cls, data: Mapping[str, Any]) -> PlanVerdict:
         suggestions = [Suggestion.from_dict(s) if isinstance(s, Mapping) else Suggestion(text=str(s), raw={"text": s})
-                       for s in data.get("suggestions") or []]
+                       for s in _list(data.get("suggestions"))]
         return cls(ok=bool(data.get("ok", False)), summary=str(data.get("summary", "")),
                    explanation=str(data.get("explanation", "")), reasons=_strs(data.get("reasons")),
                    suggestions=suggestions,
