@@ -470,17 +470,22 @@ def run(quick: bool, seed: int, *, faults: int | None = None, folder: Path | Non
     failures = bystanders.failures()
     survived = sum(r.survived for r in results)
     reason_times = [r.time_to_reason_s for r in results if r.time_to_reason_s is not None]
-    by_kind: dict[str, dict[str, int]] = {}
+    by_kind: dict[str, dict[str, Any]] = {}
     for r in results:
         entry = by_kind.setdefault(f"{r.kind}@{r.phase}", {"injected": 0, "survived": 0})
         entry["injected"] += 1
         entry["survived"] += r.survived
+    for key, entry in by_kind.items():
+        entry["time_to_reason_ms"] = summary([r.time_to_reason_s for r in results if r.time_to_reason_s is not None
+                                              and f"{r.kind}@{r.phase}" == key])
+    deaths = [r.time_to_reason_s for r in results if r.time_to_reason_s is not None and r.kind != "sigstop"]
     bystanders_ok = not failures and after_pids == bystander_pids
     return {
         "injected": count,
         "survived": survived,
         "survived_of_injected": f"{survived}/{count}",
         "time_to_reason_ms": summary(reason_times),
+        "time_to_reason_ms_deaths": summary(deaths),  # SIGKILL/SIGABRT/OOM: no watchdog involved
         "by_kind": by_kind,
         "queued_clients": dict(Counter(r.queued for r in results if r.queued is not None)),
         "bystander_streams": len(bystanders.outcomes),
