@@ -82,9 +82,12 @@ def frames_of(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def drive_events(app: FastAPI, query: str, while_held: Callable[[], None], until: str) -> list[tuple[str, dict]]:
+def drive_events(app: FastAPI, query: str, while_held: Callable[[], None], until: str,
+                 marker: bytes | None = None) -> list[tuple[str, dict]]:
     """Open ``GET /events?<query>``; once connected, hold the client back (no byte is taken)
-    while ``while_held`` runs, then read until an event of kind ``until`` and shut the stream."""
+    while ``while_held`` runs, then read until an event of kind ``until`` (or the bytes ``marker``)
+    and shut the stream."""
+    done_at = marker if marker is not None else f"event: {until}\n".encode()
 
     async def main() -> bytes:
         received = bytearray()
@@ -98,10 +101,10 @@ def drive_events(app: FastAPI, query: str, while_held: Callable[[], None], until
             if message["type"] != "http.response.body":
                 return
             received.extend(message.get("body", b""))
-            if b": connected" in received and not connected.is_set():
+            if not connected.is_set() and b": connected" in received:
                 connected.set()
                 await release.wait()  # a client that does not read: the stream blocks here
-            if f"event: {until}\n".encode() in received:
+            if done_at in received[-len(done_at) - 4096:]:
                 done.set()
 
         task = asyncio.create_task(app(scope_for(query), receive, send))
@@ -270,3 +273,24 @@ def test_a_slow_consumer_gets_progress_and_telemetry_coalesced_and_every_state_e
     assert 1 <= len(samples) < 50 and samples[-1] == 499
     assert progress == sorted(progress)
     assert frames[-1][0] == "ManagerError"
+
+
+def test_a_consumer_that_falls_10000_events_behind_resyncs_from_a_full_snapshot(core: Core) -> None:
+    from orin_console.core.events.bus import DEFAULT_MAXSIZE
+
+    def flood() -> None:
+        for i in range(DEFAULT_MAXSIZE + 50):
+            core.bus.publish(ManagerError(message=f"flood {i}"))
+        core.bus.publish(ManagerError(message="end"))
+
+    frames = drive_events(create_app(core), "kinds=ManagerError", flood, until="ManagerError",
+                          marker=b'data: {"message":"end",')
+    kinds = [k for k, _ in frames]
+    assert "Snapshot" in kinds, kinds[:5]
+    snap = frames[kinds.index("Snapshot")][1]
+    assert snap["reason"] == "overflowed" and snap["dropped"] > 0
+    assert [e["id"] for e in snap["catalog"]] == ["alpha", "beta"] and snap["telemetry_source"]["active"] == "psutil"
+    after = [d["message"] for k, d in frames[kinds.index("Snapshot") + 1:] if k == "ManagerError"]
+    assert after[-1] == "end" and len(frames) < DEFAULT_MAXSIZE + 50  # bounded, and nothing after it was lost
+    numbers = [int(m.split()[1]) for m in after[:-1]]
+    assert numbers == sorted(numbers) and (not numbers or numbers[-1] == DEFAULT_MAXSIZE + 49)
