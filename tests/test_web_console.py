@@ -274,8 +274,11 @@ def test_browser_session_is_an_attached_console(stack: Stack, browser: Any) -> N
     events.start()
     assert events.ready.wait(10)
     page.focus(".xterm-helper-textarea")
+    footer = terminal.text().rstrip().splitlines()[-1]
     page.keyboard.press("/")
-    pump(0.3)  # the chat input takes the focus on the console's next frame
+    # the footer shows the chat input's keys once it has the focus: only then type (the
+    # prompt's letters are console keys elsewhere: l loads, o plans, r and s move)
+    wait("the chat input's focus", lambda: terminal.text().rstrip().splitlines()[-1] != footer)
     page.keyboard.type(PROMPT, delay=15)
     wait("the prompt echoed in the chat input", lambda: PROMPT in terminal.text())
     typed_at = len(terminal.history)
@@ -298,7 +301,7 @@ def test_browser_session_is_an_attached_console(stack: Stack, browser: Any) -> N
     assert done[0]["tokens"] > 1
 
     # An attached console: no runner of its own, the lock still the server's, its runner there.
-    assert session.children() == [], f"the session runs processes: {session.children()}"
+    assert session.children(recursive=True) == [], f"the session runs processes: {session.children()}"
     holder = read_holder(stack.home / "state")
     assert holder is not None and holder.pid == stack.serve.pid
     assert psutil.Process(stack.serve.pid).children(recursive=True), "the server has no runner for alpha"
