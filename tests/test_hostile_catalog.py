@@ -151,3 +151,17 @@ def test_any_value_in_any_field_is_accepted_or_refused_cleanly(field: str, value
         parse_catalog(text, Path("/nonexistent/models.toml"))
     except CatalogError as exc:
         assert "\x1b" not in str(exc) and "\u202e" not in str(exc)
+
+
+def test_a_file_of_thousands_of_broken_entries_is_refused_in_one_bounded_message(tmp_path: Path) -> None:
+    """Each problem is named up to MAX_PROBLEMS, the rest counted: no megabyte of errors, and
+    the line lookup stays linear (it was a scan of the whole text per problem)."""
+    body = "".join(f'[[models]]\nid = "m{i}"\npath = "m{i}.gguf"\ntasks = ["chat"]\npriority = true\n'
+                   for i in range(5000))
+    with pytest.raises(CatalogError) as info:
+        parse_catalog(body, tmp_path / "models.toml")
+    message = str(info.value)
+    assert "model 'm19' (entry 20): field 'priority' = True: expected a whole number without quotes (line 100)" \
+        in message
+    assert "m20" not in message and message.endswith("and 4980 more problem(s)")
+    assert len(message) < 5000

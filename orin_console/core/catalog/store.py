@@ -29,6 +29,7 @@ changes and the link stays.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import threading
@@ -229,19 +230,39 @@ def explain_entry_error(exc: ValidationError) -> str:
 _HEADER = re.compile(r"^[ \t]*\[\[[ \t]*models[ \t]*\]\]", re.MULTILINE)
 
 
-def _field_line(text: str, index: int, field: str) -> int | None:
-    """The line (1-based) of ``field`` in the ``index``-th ``[[models]]`` table, when it can
-    be found by a plain scan (an inline-table layout is not searched)."""
-    headers = [m.start() for m in _HEADER.finditer(text)]
-    if index >= len(headers):
-        return None
-    start = headers[index]
-    end = headers[index + 1] if index + 1 < len(headers) else len(text)
-    key = re.compile(rf'^[ \t]*"?{re.escape(field)}"?[ \t]*=', re.MULTILINE)
-    found = key.search(text, start, end)
-    if found is None:
-        return text.count("\n", 0, start) + 1 if field == "(entry)" else None
-    return text.count("\n", 0, found.start()) + 1
+MAX_PROBLEMS = 20
+"""Problems named in one refusal; the rest are counted (a 1 MB file of broken entries must
+not print a megabyte of errors)."""
+
+
+class _Lines:
+    """Where things are in the catalog's text, for messages (indexed once, on first use)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._headers: list[int] | None = None
+        self._newlines: list[int] | None = None
+
+    def line_of(self, offset: int) -> int:
+        if self._newlines is None:
+            self._newlines = [i for i, ch in enumerate(self.text) if ch == "\n"]
+        return bisect.bisect_left(self._newlines, offset) + 1
+
+    def field_line(self, index: int, field: str) -> int | None:
+        """The line (1-based) of ``field`` in the ``index``-th ``[[models]]`` table, when a
+        plain scan finds it (an inline-table layout is not searched)."""
+        if self._headers is None:
+            self._headers = [m.start() for m in _HEADER.finditer(self.text)]
+        headers = self._headers
+        if index >= len(headers):
+            return None
+        start = headers[index]
+        end = headers[index + 1] if index + 1 < len(headers) else len(self.text)
+        key = re.compile(rf'^[ \t]*"?{re.escape(field)}"?[ \t]*=', re.MULTILINE)
+        found = key.search(self.text, start, end)
+        if found is None:
+            return self.line_of(start) if field == "(entry)" else None
+        return self.line_of(found.start())
 
 
 def parse_catalog(text: str, path: Path) -> Catalog:
@@ -268,6 +289,7 @@ def parse_catalog(text: str, path: Path) -> Catalog:
     entries: list[CatalogEntry] = []
     seen: dict[str, int] = {}
     files: dict[str, int] = {}
+    lines = _Lines(text)
     for index, raw in enumerate(raw_models):
         label = _entry_label(raw, index)
         if not isinstance(raw, dict):
@@ -278,7 +300,7 @@ def parse_catalog(text: str, path: Path) -> Catalog:
         except ValidationError as exc:
             for err in exc.errors():
                 field = str(err["loc"][0]) if err["loc"] else "(entry)"
-                line = _field_line(text, index, field)
+                line = lines.field_line(index, field) if len(problems) < MAX_PROBLEMS else None
                 where = f" (line {line})" if line is not None else ""
                 problems.append(f"{label}: {_explain(err)}{where}")
             continue
@@ -294,8 +316,10 @@ def parse_catalog(text: str, path: Path) -> Catalog:
         files[real] = index
         entries.append(entry)
     if problems:
+        more = len(problems) - MAX_PROBLEMS
+        shown = problems[:MAX_PROBLEMS] + ([f"and {more} more problem(s)"] if more > 0 else [])
         raise CatalogError(f"{sanitize_path(path)}: refused, the last good catalog stays in force: "
-                           + "; ".join(problems))
+                           + "; ".join(shown))
     return Catalog(path, entries)
 
 
