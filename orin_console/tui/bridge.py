@@ -120,6 +120,10 @@ class EventRelay:
         self._thread: threading.Thread | None = None
         self.own_requests: set[str] = set()
         """Request ids this console sent through the API (not logged as another front end's)."""
+        self.deferred: tuple[type[Event], ...] = ()
+        """Status events whose repaint the back end asks for itself (:meth:`mark_dirty`) once it
+        has what they changed (an attached console fetches the catalog first): a repaint now
+        would show the old state and hold the right one back by the minimum interval."""
 
     def read_status(self) -> tuple[SystemStatus, Catalog | None, Mapping[str, UsageRecord]]:
         """The status, catalog and usage to post (called on the flusher's thread)."""
@@ -165,7 +169,7 @@ class EventRelay:
 
     def on_event(self, event: Event) -> None:
         """One core event (from the bus's thread, or the remote back end's)."""
-        if isinstance(event, _STATUS_EVENTS):
+        if isinstance(event, _STATUS_EVENTS) and not isinstance(event, self.deferred):
             with self._lock:
                 self._status_dirty = True
             self._wake.set()

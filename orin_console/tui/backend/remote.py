@@ -76,6 +76,8 @@ class _Relay(EventRelay):
         super().__init__(app)
         self._backend = backend
         self._status_dirty = False  # nothing to draw before the server's snapshot
+        # their effect (a pin, the catalog, usage figures) comes with the /models/list refresh
+        self.deferred = (CatalogChanged, GenerationFinished)
 
     def read_status(self) -> tuple[SystemStatus, Catalog | None, Mapping[str, UsageRecord]]:
         return self._backend.status_now()
