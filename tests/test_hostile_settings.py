@@ -148,3 +148,18 @@ def test_any_value_in_the_config_file_gives_settings_or_a_settings_error(field: 
             load_settings(cfg, env={})
         except SettingsError as exc:
             assert "\x1b" not in str(exc) and len(str(exc)) < 1000
+
+
+@pytest.mark.parametrize("body", [
+    "".join(f"key{i} = {i}\n" for i in range(20000)),
+    "keymap = {" + ",".join(f'"k{i}" = "f5"' for i in range(5000)) + "}\n",
+    "".join(f'# {i}\n' for i in range(100)) + "port = true\n",
+], ids=["many-unknown-keys", "many-keymap-entries", "line-101"])
+def test_many_problems_give_one_bounded_message(tmp_path: Path, body: str) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(body)
+    with pytest.raises(SettingsError) as info:
+        load_settings(cfg, env={})
+    message = str(info.value)
+    assert len(message) < 5000, len(message)
+    assert "more" in message or "(line 101)" in message

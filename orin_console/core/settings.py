@@ -52,6 +52,9 @@ CONSOLE_BINDING_IDS: tuple[str, ...] = (
 )
 """The console's remappable actions (the ids of its key bindings), for the ``keymap`` setting."""
 
+MAX_PROBLEMS = 20
+"""Problems named in one refusal; the rest are counted."""
+
 _KEY_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_+")
 
 
@@ -213,7 +216,8 @@ class Settings(BaseSettings):
                 problems.append(f"{binding_id!r}: {keys!r} is not a key (a single character or a "
                                 "key name such as f5, ctrl+l, question_mark; several separated by commas)")
         if problems:
-            raise ValueError("; ".join(problems))
+            more = len(problems) - 5
+            raise ValueError("; ".join(problems[:5] + ([f"and {more} more"] if more > 0 else [])))
         return value
 
     @property
@@ -312,7 +316,7 @@ def _expected(annotation: Any) -> tuple[tuple[type, ...], str] | None:
 
 def _check_file_types(data: dict[str, Any], text: str, path: Path) -> None:
     """Refuse a value of the wrong TOML type (``port = true``, ``ram_budget_gb = "4"``)."""
-    problems = []
+    problems: list[str] = []
     for key, value in data.items():
         info = Settings.model_fields.get(key)
         rule = _expected(info.annotation) if info is not None else None
@@ -320,9 +324,12 @@ def _check_file_types(data: dict[str, Any], text: str, path: Path) -> None:
             continue
         types, wanted = rule
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-            problems.append(f"{key} = {_show(value)}{_line_of(text, key)}: expected {wanted}")
+            where = _line_of(text, key) if len(problems) < MAX_PROBLEMS else ""
+            problems.append(f"{key} = {_show(value)}{where}: expected {wanted}")
     if problems:
-        raise SettingsError(f"{sanitize_path(path)}: invalid settings: " + "; ".join(problems))
+        more = len(problems) - MAX_PROBLEMS
+        shown = problems[:MAX_PROBLEMS] + ([f"and {more} more"] if more > 0 else [])
+        raise SettingsError(f"{sanitize_path(path)}: invalid settings: " + "; ".join(shown))
 
 
 class _TomlFileSource(PydanticBaseSettingsSource):
@@ -391,7 +398,8 @@ def _describe_errors(exc: ValidationError, origin: str) -> str:
             msg = text[0].lower() + text[1:]
         env_name = f"ORIN_{field.upper()}"
         lines.append(f"{field} = {_show(err.get('input'))}: {msg}{allowed} [{env_name} or {origin}]")
-    return "invalid settings: " + "; ".join(lines)
+    more = len(lines) - MAX_PROBLEMS
+    return "invalid settings: " + "; ".join(lines[:MAX_PROBLEMS] + ([f"and {more} more"] if more > 0 else []))
 
 
 def load_settings(
