@@ -72,6 +72,8 @@ CASES: list[tuple[str, Call, type[Exception], str]] = [
     ("batch empty", lambda c: c.inference.batch([]), ValueError, "items"),
     ("batch many", lambda c: c.inference.batch(["x"] * 65), ValueError, "items"),
     ("batch surrogate", lambda c: c.inference.batch(["ok", "\ud800"]), ValueError, "items[1]"),
+    ("batch item int", lambda c: c.inference.batch(["ok", 5]), TypeError, "items[1]"),
+    ("wait str", lambda c: c.models.wait("op-1"), TypeError, "operation"),
     ("stream surrogate", lambda c: c.inference.stream(prompt="\ud800"), ValueError, "prompt"),
     ("stream bad tokens", lambda c: c.inference.stream(prompt="x", max_tokens=0), ValueError, "max_tokens"),
     # models
@@ -130,6 +132,7 @@ def test_events_arguments_are_checked_before_connecting() -> None:
 
     for kwargs, kind, name in (({"kinds": ["Model StateChanged"]}, ValueError, "kinds"),
                                ({"kinds": ["\x00"]}, ValueError, "kinds"), ({"kinds": [5]}, TypeError, "kinds"),
+                               ({"kinds": 5}, TypeError, "kinds"), ({"kinds": []}, ValueError, "kinds"),
                                ({"snapshot": "yes"}, TypeError, "snapshot")):
         with pytest.raises(kind, match=name):
             asyncio.run(first(**kwargs))

@@ -220,6 +220,11 @@ class ModelsAPI:
     async def wait(self, operation: Operation, *, timeout: float | None = None) -> Operation:
         """Follow ``operation`` until it ends; the final operation, or
         :class:`~orin_console.client.errors.OperationFailedError`."""
+        if not isinstance(operation, Operation):
+            raise TypeError(f"operation must be an Operation (from load, move or unload with wait=False, or "
+                            f"operation(id)), not {type(operation).__name__}")
+        if timeout is not None:
+            checks.number("timeout", timeout, 0.0, 1e9, low_open=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = self._poll
         while not operation.done:
@@ -332,7 +337,14 @@ class OrinClient:
         """
         params: dict[str, str] = {}
         if kinds is not None:
-            names = [kinds] if isinstance(kinds, str) else list(kinds)
+            if isinstance(kinds, str):
+                names = [kinds]
+            elif isinstance(kinds, Iterable) and not isinstance(kinds, bytes | bytearray | Mapping):
+                names = list(kinds)
+            else:
+                raise TypeError(f"kinds must be an event class name or a list of them, not {type(kinds).__name__}")
+            if not names:
+                raise ValueError("kinds names no event; leave it out (None) to receive every kind")
             if not all(isinstance(k, str) and k for k in names):
                 raise TypeError("kinds must be event class names (str)")
             for name in names:

@@ -211,8 +211,14 @@ class InferenceAPI:
             raise TypeError("items must be a list of prompts (str) or of message lists")
         if not 1 <= len(items) <= checks.MAX_BATCH:
             raise ValueError(f"items must hold 1 to {checks.MAX_BATCH} prompts, not {len(items)}")
-        payload: list[Any] = [_check_prompt(item, f"items[{i}]") if isinstance(item, str) else _messages(item)
-                              for i, item in enumerate(items)]
+        payload: list[Any] = []
+        for i, item in enumerate(items):
+            if isinstance(item, str):
+                payload.append(_check_prompt(item, f"items[{i}]"))
+            elif isinstance(item, Sequence) and not isinstance(item, bytes | bytearray):
+                payload.append(_messages(item))
+            else:
+                raise TypeError(f"items[{i}] must be a prompt (str) or a list of messages, not {type(item).__name__}")
         body = {"items": payload,
                 **_params(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop,
                           mode=mode, model=model)}
