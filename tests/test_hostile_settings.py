@@ -34,6 +34,7 @@ FILE_CASES: list[tuple[bytes, tuple[str, ...]]] = [
     (b"ram_budget_gb = inf\n", ("ram_budget_gb", "allowed: 0.25 to 8.0")),
     (b'theme = "\\u202eevil\\u001b[2J"\n', ("theme",)),
     (b'[section]\nport = 1\n', ("section", "is not a known setting")),
+    (b'token = "my secret\\u0007"\n', ("token = (hidden)", "HTTP header")),
 ]
 
 
@@ -61,6 +62,8 @@ ENV_CASES: list[tuple[dict[str, str], tuple[str, ...]]] = [
     ({"ORIN_RAM_BUDGET_GB": "nan"}, ("ram_budget_gb",)),
     ({"ORIN_AUTO_OPTIMISE": "maybe"}, ("auto_optimise",)),
     ({"ORIN_THEME": "\u202e\x1b[2J"}, ("theme",)),
+    ({"ORIN_TOKEN": "se cret"}, ("token = (hidden): holds a space",)),
+    ({"ORIN_TOKEN": "x" * 600}, ("token = (hidden): is longer than 512",)),
     ({"ORIN_CONFIG": "/nonexistent/\u202e"}, ()),  # ORIN_CONFIG may name a missing file: defaults
 ]
 
@@ -163,3 +166,12 @@ def test_many_problems_give_one_bounded_message(tmp_path: Path, body: str) -> No
     message = str(info.value)
     assert len(message) < 5000, len(message)
     assert "more" in message or "(line 101)" in message
+
+
+def test_a_refused_token_is_never_echoed(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('token = "my secret"\n')
+    for env, file in (({"ORIN_TOKEN": "my secret"}, None), ({}, cfg)):
+        with pytest.raises(SettingsError) as info:
+            load_settings(file, env=env)
+        assert "my secret" not in str(info.value) and "token = (hidden)" in str(info.value)

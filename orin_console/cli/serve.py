@@ -82,7 +82,7 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
     from orin_console.core import create_core
     from orin_console.core.errors import OrinError
     from orin_console.core.instance import hold_instance
-    from orin_console.core.settings import load_settings
+    from orin_console.core.settings import load_settings, token_problem
 
     settings = ctx.settings
     if args.serve_catalog is not None:
@@ -93,6 +93,8 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
         raise OrinError(f"--port {port}: must be 0 to 65535")
     check_host(host)
     token = args.token or (settings.token.get_secret_value() if settings.token is not None else None)
+    if args.token is not None and (problem := token_problem(args.token)) is not None:
+        raise OrinError(f"--token {problem}")
     check_bind(host, token)
 
     with hold_instance(settings.state_dir, "serve", _url(host, port)) as lock, create_core(settings) as core:

@@ -58,6 +58,20 @@ MAX_PROBLEMS = 20
 _KEY_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_+")
 
 
+def token_problem(token: str) -> str | None:
+    """Why ``token`` cannot be a bearer token (None: it can). It travels in an HTTP header, so
+    only visible ASCII (no space, no control character) can ever match; the token itself is
+    never part of the message."""
+    if not token:
+        return "is empty; give a token, e.g. $(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+    if len(token) > 512:
+        return "is longer than 512 characters"
+    if not all("!" <= ch <= "~" for ch in token):
+        return ("holds a space, a control or a non-ASCII character, which an HTTP header cannot carry; "
+                "use letters, digits and punctuation only")
+    return None
+
+
 class Settings(BaseSettings):
     """Everything an operator may tune. Every field is documented; ranges are enforced."""
 
@@ -178,6 +192,14 @@ class Settings(BaseSettings):
         description="Warm the model usually asked for right after the one that just answered, "
         "when admission says it fits.",
     )
+
+    @field_validator("token")
+    @classmethod
+    def _token_fits_a_header(cls, value: SecretStr | None) -> SecretStr | None:
+        problem = token_problem(value.get_secret_value()) if value is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("catalog_path", "state_dir")
     @classmethod
@@ -397,7 +419,8 @@ def _describe_errors(exc: ValidationError, origin: str) -> str:
             text = err["msg"].removeprefix("Value error, ")
             msg = text[0].lower() + text[1:]
         env_name = f"ORIN_{field.upper()}"
-        lines.append(f"{field} = {_show(err.get('input'))}: {msg}{allowed} [{env_name} or {origin}]")
+        shown = "(hidden)" if field == "token" else _show(err.get("input"))  # a secret stays one
+        lines.append(f"{field} = {shown}: {msg}{allowed} [{env_name} or {origin}]")
     more = len(lines) - MAX_PROBLEMS
     return "invalid settings: " + "; ".join(lines[:MAX_PROBLEMS] + ([f"and {more} more"] if more > 0 else []))
 
