@@ -267,6 +267,7 @@ def test_browser_session_is_an_attached_console(stack: Stack, browser: Any) -> N
     (session,) = wait("the session process", lambda: session_processes(stack.web))
     argv = session.cmdline()
     assert argv[argv.index("--attach") + 1] == stack.api
+    assert session.ppid() == stack.web.pid, "a shell between web and the console (killing it would leave the console)"
     assert not any(TOKEN in arg for arg in argv), "the token is on the session's command line"
     assert session.environ().get("ORIN_TOKEN") == TOKEN
 
@@ -483,3 +484,37 @@ def test_the_lock_files_address_is_reached_on_loopback() -> None:
     for still_binding_or_bad in ("http://127.0.0.1:0", "not a url", "http://x:99999", "ftp://127.0.0.1:21"):
         with pytest.raises(OrinError, match="not an address to attach to yet"):
             local_url(still_binding_or_bad)
+
+
+def test_sessions_are_bounded_and_a_stuck_one_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--max-sessions: one more websocket is refused (503) while the others are open; a session
+    process that ignores the quit message is killed when its page goes."""
+    from aiohttp import WSServerHandshakeError
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from orin_console.web import server
+    from orin_console.web.server import WebConsole
+
+    monkeypatch.setattr(server, "STOP_TIMEOUT_S", 0.5)
+    console = WebConsole(["sleep", "60"], target="http://127.0.0.1:9", token=None, api_token=None,
+                         bind_host="127.0.0.1", max_sessions=1)
+
+    async def check() -> None:
+        async with TestClient(TestServer(console.make_app())) as client:
+            origin = str(client.make_url("")).rstrip("/")
+            first = await client.ws_connect("/ws", origin=origin)
+            async with asyncio.timeout(15):
+                while not console.sessions or next(iter(console.sessions)).pid is None:
+                    await asyncio.sleep(0.02)
+            pid = next(iter(console.sessions)).pid
+            with pytest.raises(WSServerHandshakeError) as refused:
+                await client.ws_connect("/ws", origin=origin)
+            assert refused.value.status == 503
+            await first.close()
+            async with asyncio.timeout(15):
+                while console.sessions:
+                    await asyncio.sleep(0.02)
+            assert pid is not None and not psutil.pid_exists(pid), "the stuck session process was not killed"
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, check()).result(60)

@@ -19,7 +19,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import shlex
+import signal
+from asyncio.subprocess import Process
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,11 +53,26 @@ def _clamp(text: str | None, default: int, low: int, high: int) -> int:
 
 
 class Session(AppService):
-    """One browser session's console process, with the API token in its environment only."""
+    """One browser session's console process, with the API token in its environment only.
 
-    def __init__(self, command: str, *, api_token: str | None, **kwargs: Any) -> None:
-        super().__init__(command, **kwargs)
+    The process is started directly (no shell: textual-serve's ``sh -c`` keeps a shell between
+    it and the console, so killing "the process" would leave the console running) in a
+    session of its own, so a stuck one is killed with everything it started.
+    """
+
+    def __init__(self, argv: Sequence[str], *, api_token: str | None, **kwargs: Any) -> None:
+        super().__init__(shlex.join(argv), **kwargs)
+        self._argv = list(argv)
         self._api_token = api_token
+
+    async def _open_app_process(self, width: int = 80, height: int = 24) -> Process:
+        self._process = process = await asyncio.create_subprocess_exec(
+            *self._argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=self._build_environment(width=width, height=height),
+            start_new_session=True)
+        assert process.stdin is not None
+        self._stdin = process.stdin
+        return process
 
     def _build_environment(self, width: int = 80, height: int = 24) -> dict[str, str]:
         env = super()._build_environment(width=width, height=height)
@@ -82,8 +100,8 @@ class Session(AppService):
             await asyncio.wait_for(self.stop(), STOP_TIMEOUT_S)
         process = self._process
         if process is not None and process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)  # its own session: the console and anything it started
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), 5)
 
@@ -104,7 +122,7 @@ class WebConsole:
     def __init__(self, session_argv: Sequence[str], *, target: str, token: str | None, api_token: str | None,
                  bind_host: str, allowed_hosts: Sequence[str] = (), max_sessions: int = 4,
                  title: str = "Orin Console") -> None:
-        self.command = shlex.join(session_argv)
+        self.argv = list(session_argv)
         self.target = target
         self.api_token = api_token
         self.guard = WebGuard(token=token, bind_host=bind_host, allowed_hosts=allowed_hosts)
@@ -144,10 +162,15 @@ class WebConsole:
         self._opening += 1
         ws = web.WebSocketResponse(heartbeat=15, max_msg_size=MAX_MESSAGE_BYTES)
         session: Session | None = None
+
+        async def close_page() -> None:  # once: a page that closed first is not waited for
+            if not ws.closed:
+                await ws.close()
+
         try:
             await ws.prepare(request)
-            session = Session(self.command, api_token=self.api_token, write_bytes=ws.send_bytes,
-                              write_str=ws.send_str, close=ws.close, download_manager=self._downloads)
+            session = Session(self.argv, api_token=self.api_token, write_bytes=ws.send_bytes,
+                              write_str=ws.send_str, close=close_page, download_manager=self._downloads)
             self.sessions.add(session)
             self._opening -= 1
             await session.start(_clamp(request.query.get("width"), 80, 20, 500),
@@ -160,12 +183,20 @@ class WebConsole:
             if session is None:
                 self._opening -= 1
             else:
-                await session.close()
-                self.sessions.discard(session)
-                self._notify("close", session)
+                # shielded: aiohttp may cancel this handler when the page goes, and the session's
+                # process must still be told to quit (or be killed) and forgotten
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(self._end(session))
             with contextlib.suppress(Exception):
-                await ws.close()
+                await close_page()
         return ws
+
+    async def _end(self, session: Session) -> None:
+        try:
+            await session.close()
+        finally:
+            self.sessions.discard(session)
+            self._notify("close", session)
 
     def _notify(self, what: str, session: Session) -> None:
         if self.on_session is not None:
