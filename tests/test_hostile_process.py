@@ -122,6 +122,25 @@ def test_a_pipe_whose_reader_leaves_ends_quietly_with_status_0(home: Path, argv:
     assert "Traceback" not in err and "error" not in err.lower(), err
 
 
+def test_run_into_a_pipe_whose_reader_leaves_stops_the_generation_with_status_0(home: Path) -> None:
+    env = {"ORIN_RUNNER_TEST_HOOKS": "1", "ORIN_RUNNER_TEST_TOKEN_DELAY_S": "0.2"}
+    proc = subprocess.Popen([sys.executable, "-m", "orin_console", "--catalog", str(home / "models.toml"),
+                             "run", "hi", "--max-tokens", "400"], cwd=home, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)})
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        proc.stdout.read(1)  # `| head -c 1`
+        proc.stdout.close()
+        code = proc.wait(timeout=30)  # 400 tokens at 0.2 s would take 80 s: it stops at once
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert code == 0, err
+    assert "Traceback" not in err and "error" not in err.lower(), err
+
+
 def test_a_runner_death_is_said_once(home: Path) -> None:
     env = {"ORIN_RUNNER_TEST_HOOKS": "1", "ORIN_RUNNER_TEST_TOKEN_DELAY_S": "0.2"}
     proc = subprocess.Popen([sys.executable, "-m", "orin_console", "--catalog", str(home / "models.toml"),
