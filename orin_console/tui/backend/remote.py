@@ -298,7 +298,9 @@ class RemoteBackend(RemoteCatalogOps):
                 self._apply(event)
                 if isinstance(event, Snapshot):
                     await self._on_snapshot(event, server_event.raw, lost_at)
-                elif isinstance(event, CatalogChanged | GenerationStarted | GenerationFinished | ModelStateChanged):
+                elif isinstance(event, CatalogChanged):  # pins and tasks come from the catalog: fetch it
+                    await self._refresh_quietly()  # before the relay draws, or the redraw waits its 0.2 s
+                elif isinstance(event, GenerationStarted | GenerationFinished | ModelStateChanged):
                     self._schedule_refresh()
                 if self._relay is not None:
                     self._relay.on_event(event)
