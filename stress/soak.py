@@ -229,10 +229,15 @@ def _unload_all(url: str, timeout: float = 60) -> bool:
 
 def _checkpoint(url: str, pid: int, traffic: Traffic, settle_s: float) -> dict[str, int]:
     """Counts in a fixed state: traffic paused, its connections closed, nothing loaded, then
-    ``settle_s`` for idle worker threads to retire (anyio's retire after 10 s idle); median of 3."""
+    ``settle_s`` for idle worker threads to expire (anyio's do after 10 s idle, pruned by the next
+    sync request, which this makes); the median of 3 reads."""
     traffic.pause()
     settled = _unload_all(url)
     time.sleep(settle_s)
+    # anyio prunes workers idle for 10 s only when the next sync route takes one: ask once, so
+    # the count holds exactly one idle worker instead of however many the last burst left
+    httpx.get(url + "/system/status", timeout=30)
+    time.sleep(0.5)
     reads = []
     for _ in range(3):
         reads.append(process_counts(pid))
