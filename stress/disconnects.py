@@ -11,6 +11,10 @@ It is dropped after a random number of pieces (0: as soon as the response header
 half the time with a plain close (FIN), half with a reset (``SO_LINGER`` 0, as a crashed client
 or a dead network leaves it).
 
+Then streams with a long, never-seen prompt (~600 tokens) on a wider third model are dropped as
+soon as their headers arrive, while the runner evaluates the prompt: the cancel must reach
+llama.cpp inside the evaluation (its abort callback), not wait for the first token.
+
 Release time: from the close until the model is free, that is ``busy`` false and nothing
 queued in the manager's status (the runner acknowledged the cancel and its queue place is
 back). Afterwards every model must answer a new request. Figures: streams, release p50/p99/max
@@ -36,6 +40,9 @@ from orin_console.core.manager.manager import Manager
 from stress.common import STREAM_ROUTES, ModelSpec, live_server, module_main, stream_body, summary
 
 MODELS = (ModelSpec("da", tier="ram", seed=1), ModelSpec("db", tier="swap", seed=2))
+LONG_PROMPT_MODEL = ModelSpec("dl", tier="swap", seed=3, context=1024, n_layers=4, n_embd=384, n_ff=1024)
+"""Wide enough that a ~600-token prompt takes a good fraction of a second to evaluate."""
+SEED_ROUTES = STREAM_ROUTES[:3]  # their headers come before the first token: a drop lands in the prompt
 RUNNER_ENV = {"ORIN_RUNNER_TEST_HOOKS": "1", "ORIN_RUNNER_TEST_TOKEN_DELAY_S": "0.005"}
 MAX_TOKENS = 200
 GOAL_P99_S = 0.100
@@ -48,7 +55,8 @@ def _piece_marker(route: str) -> bytes:
     return b"event: token" if not route.startswith("/v1") else b"data: {"
 
 
-def drop_stream(url: str, route: str, model: str, after: int, reset: bool) -> tuple[float, int, str]:
+def drop_stream(url: str, route: str, model: str, after: int, reset: bool,
+                prompt: str = "Tell me a story") -> tuple[float, int, str]:
     """Open a streamed request on a raw socket and close it after ``after`` pieces.
 
     Returns:
@@ -56,7 +64,7 @@ def drop_stream(url: str, route: str, model: str, after: int, reset: bool) -> tu
         (``dropped``; ``finished`` when the stream ended first; ``status NNN``).
     """
     parts = urlsplit(url)
-    body = json.dumps(stream_body(route, model, MAX_TOKENS)).encode()
+    body = json.dumps(stream_body(route, model, MAX_TOKENS, prompt)).encode()
     head = (f"POST {route} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\nContent-Type: application/json\r\n"
             f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\n\r\n").encode()
     sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
@@ -122,12 +130,33 @@ def _worker(url: str, manager: Manager, model: str, jobs: list[tuple[str, int, b
             wait_free(manager, model, time.monotonic())
 
 
+def long_prompt_drops(url: str, manager: Manager, count: int, rng: random.Random) -> tuple[list[float], list[str]]:
+    """Streams with a long, never-seen prompt (no cached prefix) dropped as soon as the headers
+    arrive, while the runner evaluates the prompt: the cancel must reach llama.cpp inside that
+    evaluation. Returns the release times and the streams not released."""
+    times: list[float] = []
+    stuck: list[str] = []
+    for n in range(count):
+        prompt = f"{rng.random()} " + "a long question about the weather on the Jetson " * 12
+        route = SEED_ROUTES[n % len(SEED_ROUTES)]
+        dropped_at, _, how = drop_stream(url, route, LONG_PROMPT_MODEL.id, 0, n % 2 == 0, prompt)
+        released = wait_free(manager, LONG_PROMPT_MODEL.id, dropped_at) if how == "dropped" else None
+        if released is None:
+            stuck.append(f"long prompt on {route}: {how}, not released within {RELEASE_LIMIT_S:.0f} s")
+            wait_free(manager, LONG_PROMPT_MODEL.id, time.monotonic())
+        else:
+            times.append(released)
+    return times, stuck
+
+
 def run(quick: bool, seed: int, *, folder: Path | None = None, streams: int | None = None,
-        **_: Any) -> dict[str, Any]:
-    """Drop ``streams`` streams (quick 10, full 200); the figures."""
+        long_prompts: int | None = None, **_: Any) -> dict[str, Any]:
+    """Drop ``streams`` streams (quick 10, full 200), then ``long_prompts`` streams during their
+    prompt's evaluation (quick 2, full 20); the figures."""
     import tempfile
 
     count = streams if streams is not None else (10 if quick else 200)
+    long_count = long_prompts if long_prompts is not None else (2 if quick else 20)
     rng = random.Random(seed)
     jobs: dict[str, list[tuple[str, int, bool]]] = {spec.id: [] for spec in MODELS}
     for n in range(count):
@@ -141,10 +170,10 @@ def run(quick: bool, seed: int, *, folder: Path | None = None, streams: int | No
     answered: dict[str, int] = {}
     lock = threading.Lock()
     started = time.monotonic()
-    with live_server(work / "disconnects", MODELS, runner_env=RUNNER_ENV) as live:
+    with live_server(work / "disconnects", [*MODELS, LONG_PROMPT_MODEL], runner_env=RUNNER_ENV) as live:
         assert live.core is not None
         manager = live.core.manager
-        for spec in MODELS:
+        for spec in (*MODELS, LONG_PROMPT_MODEL):
             manager.load(spec.id).result(60)
         threads = [threading.Thread(target=_worker, args=(live.url, manager, model, model_jobs, times, stuck,
                                                           other, lock), name=f"disconnects-{model}")
@@ -153,8 +182,9 @@ def run(quick: bool, seed: int, *, folder: Path | None = None, streams: int | No
             thread.start()
         for thread in threads:
             thread.join()
+        long_times, long_stuck = long_prompt_drops(live.url, manager, long_count, rng)
         with httpx.Client(base_url=live.url, timeout=30) as client:
-            for spec in MODELS:
+            for spec in (*MODELS, LONG_PROMPT_MODEL):
                 reply = client.post("/generate", json={"prompt": "after", "model": spec.id, "mode": "manual",
                                                        "max_tokens": 4})
                 answered[spec.id] = reply.status_code
@@ -167,13 +197,15 @@ def run(quick: bool, seed: int, *, folder: Path | None = None, streams: int | No
         "release_ms": summary(seconds),
         "release_ms_by_route": by_route,
         "slowest": [f"{t * 1000:.1f} ms: {what}" for t, what in sorted(times, reverse=True)[:3]],
-        "not_released": len(stuck),
-        "not_released_examples": stuck[:5],
+        "long_prompt_streams": long_count,
+        "long_prompt_release_ms": summary(long_times),
+        "not_released": len(stuck) + len(long_stuck),
+        "not_released_examples": (stuck + long_stuck)[:5],
         "not_dropped": other[:5],
         "answers_after": answered,
         "goal_p99_ms": GOAL_P99_S * 1000,
         "wall_s": round(time.monotonic() - started, 1),
-        "goal_met": (not stuck and not other and len(seconds) == count and p99 is not None
+        "goal_met": (not stuck and not long_stuck and not other and len(seconds) == count and p99 is not None
                      and p99 <= GOAL_P99_S * 1000 and all(code == 200 for code in answered.values())),
     }
 

@@ -17,5 +17,6 @@ def test_every_dropped_stream_frees_its_runner(tmp_path: Path) -> None:
     assert figures["not_dropped"] == []  # each stream was cut mid-way, none ran to its end first
     assert figures["not_released"] == 0, figures["not_released_examples"]
     assert figures["released"] == figures["streams"]
+    assert figures["long_prompt_streams"] == 2  # dropped during the prompt's evaluation, released too
     assert set(figures["release_ms_by_route"]) == set(STREAM_ROUTES)
     assert all(code == 200 for code in figures["answers_after"].values()), figures["answers_after"]

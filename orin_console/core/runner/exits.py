@@ -14,6 +14,8 @@ _NOTABLE = re.compile(
 )
 _ERROR_LINE = re.compile(r"GGML_ASSERT|\berror\b|out of memory|\bfatal\b|\babort(ed)?\b", re.I)
 _WARNING_LINE = re.compile(r"warn|failed", re.I)
+_OWN_ABORT = re.compile(r"failed to decode, ret = 2\b|removing memory module entries")
+"""What llama.cpp logs when the runner's abort callback stops a decode (a cancel): routine."""
 
 _SIGNAL_REASONS = {
     "SIGKILL": "was killed (SIGKILL) — possibly the kernel's OOM killer: check `dmesg`",
@@ -61,7 +63,7 @@ def pick_tail(lines: Sequence[str], limit: int = 4) -> list[str]:
         The lines, oldest first.
     """
     recent = [sanitize(line) for line in lines[-40:]]
-    notable = [line for line in recent if _NOTABLE.search(line)]
+    notable = [line for line in recent if is_notable(line)]
     if not notable:
         return recent[-limit:]
     picked = notable[-(limit - 1) :] if limit > 1 else []
@@ -72,11 +74,13 @@ def pick_tail(lines: Sequence[str], limit: int = 4) -> list[str]:
 
 def is_notable(line: str) -> bool:
     """Return whether an output line may explain a failure (an assert, an error, OOM...)."""
-    return bool(_NOTABLE.search(line))
+    return bool(_NOTABLE.search(line)) and not _OWN_ABORT.search(line)
 
 
 def log_level_of(line: str) -> int:
     """Return the :mod:`logging` level for one line of a runner's output."""
+    if _OWN_ABORT.search(line):
+        return logging.DEBUG
     if _ERROR_LINE.search(line):
         return logging.ERROR
     if _WARNING_LINE.search(line):

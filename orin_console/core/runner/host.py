@@ -164,6 +164,21 @@ class LlamaHost:
         self._keep.append(callback)
         return callback
 
+    def _install_abort_callback(self, llama_cpp: Any, llm: Any) -> None:
+        """Let a cancel stop llama.cpp inside a decode (the prompt's evaluation, which may take
+        seconds on a long prompt), not only between tokens: ``llama_decode`` then returns
+        "aborted" and the generation ends as cancelled (the runner is free at once)."""
+        set_abort = getattr(llama_cpp, "llama_set_abort_callback", None)
+        if set_abort is None:
+            return  # an older llama-cpp-python: cancels wait for the next token
+
+        def abort(_data: Any) -> bool:
+            return self.state == "generating" and self._cancel_upto >= self._gen_id
+
+        callback = llama_cpp.ggml_abort_callback(abort)
+        self._keep.append(callback)
+        set_abort(llm.ctx, callback, None)
+
     def _on_token(self, llm: Any, token: int) -> None:
         if self.token_delay:
             time.sleep(self.token_delay)
@@ -239,6 +254,7 @@ class LlamaHost:
             return
         load_seconds = time.perf_counter() - started
         self.llm = llm
+        self._install_abort_callback(llama_cpp, llm)
         if self.ballast.get(self.model_id):
             self._ballast = b"\x01" * (self.ballast[self.model_id] * 2**20)  # written: resident
         with open("/proc/self/status", encoding="ascii", errors="replace") as f:
@@ -276,6 +292,15 @@ class LlamaHost:
                 "notes": notes,
             },
         )
+
+    def _generation_failed(self, rid: Any, exc: Exception) -> None:
+        if isinstance(exc, ValueError) and "exceed context window" in str(exc):
+            # llama-cpp's check of prompt + max_tokens against n_ctx: the request is at fault
+            self.state = "idle"
+            self.writer.send({"re": rid, "ok": False, "input": True,
+                              "error": f"the prompt and max_tokens do not fit the model's context: {exc}"})
+            return
+        self._done(rid, error=f"generation failed: {exc}")
 
     def _test_load_delay(self) -> bool:
         """Wait :attr:`load_delay` seconds, or less if a shutdown comes; whether it did not."""
@@ -339,15 +364,12 @@ class LlamaHost:
         except ChannelClosed:
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. a prompt longer than the context
-            self._gen_id = NO_GENERATION
-            if isinstance(exc, ValueError) and "exceed context window" in str(exc):
-                # llama-cpp's check of prompt + max_tokens against n_ctx: the request is at fault
-                self.state = "idle"
-                self.writer.send({"re": rid, "ok": False, "input": True,
-                                  "error": f"the prompt and max_tokens do not fit the model's context: {exc}"})
+            if self._cancel_upto >= self._gen_id and "llama_decode returned 2" in str(exc):
+                finish = "cancelled"  # the abort callback stopped a decode: a cancel, not a failure
+            else:
+                self._gen_id = NO_GENERATION
+                self._generation_failed(rid, exc)
                 return
-            self._done(rid, error=f"generation failed: {exc}")
-            return
         self._gen_id = NO_GENERATION
         span = self._last - self._first
         stats = {
