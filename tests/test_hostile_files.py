@@ -13,6 +13,8 @@ import pytest
 from hostile_support import CATALOG, assert_refused, cli, snapshot
 from test_gguf_corpus import CASES, Case
 
+from orin_console.core.catalog.add import discover
+from orin_console.core.errors import CatalogError
 from orin_console.core.gguf import DEFAULT_LIMITS
 
 ODD_NAMES = {
@@ -163,3 +165,11 @@ def test_a_catalog_in_a_folder_that_cannot_be_made(home: Path, tiny_model_path: 
     (home / "file").write_text("x")
     shutil.copyfile(tiny_model_path, home / "m.gguf")
     assert_refused(cli(capsys, "--catalog", catalog.format(h=home), "models", "add", str(home / "m.gguf")), *needles)
+
+
+@pytest.mark.parametrize("kind", ["name-too-long", "symlink-loop", "fifo", "missing", "dev-zero"])
+def test_discover_raises_only_catalog_errors(home: Path, kind: str) -> None:
+    """The core's own check (the TUI and the API call it directly, without the CLI's guard):
+    an OSError such as ENAMETOOLONG must not escape as itself."""
+    with pytest.raises(CatalogError):
+        discover(_special(home, kind))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,25 +71,28 @@ def discover(path: Path) -> list[Path]:
     if "\x00" in os.fspath(path):
         raise CatalogError(f"{sanitize_path(path)}: the name holds a NUL character, which no file name can "
                            "contain; give the path of a .gguf file or a folder")
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        found = sorted(
-            p for p in path.rglob("*.gguf")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
-        if not found:
-            raise CatalogError(f"{sanitize_path(path)}: no .gguf files in this folder")
-        return found
     try:
-        os.stat(path)
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise CatalogError(f"{sanitize_path(path)}: no such file or folder") from None
     except OSError as exc:  # a symlink loop, a name too long, a folder not searchable
         raise CatalogError(f"{sanitize_path(path)}: cannot be read: {exc.strerror or exc}; "
                            "give the path of a .gguf file or a folder") from None
-    raise CatalogError(f"{sanitize_path(path)}: not a regular file or a folder (a FIFO, a device or a socket); "
-                       "give the path of a .gguf file or a folder")
+    if stat.S_ISREG(mode):
+        return [path]
+    if not stat.S_ISDIR(mode):
+        raise CatalogError(f"{sanitize_path(path)}: not a regular file or a folder (a FIFO, a device or a socket); "
+                           "give the path of a .gguf file or a folder")
+    try:
+        found = sorted(
+            p for p in path.rglob("*.gguf")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
+    except OSError as exc:
+        raise CatalogError(f"{sanitize_path(path)}: the folder cannot be read: {exc.strerror or exc}") from None
+    if not found:
+        raise CatalogError(f"{sanitize_path(path)}: no .gguf files in this folder")
+    return found
 
 
 def slug(text: str) -> str:
