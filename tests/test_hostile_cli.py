@@ -236,3 +236,15 @@ def test_models_add_with_any_arguments_adds_or_refuses_in_one_line(
             assert catalog.read_text() == CATALOG
         else:
             assert len(parse_catalog(catalog.read_text(), catalog)) == 2
+
+
+@pytest.mark.parametrize("columns", ["0", "1", "-5", "abc", "99999999"])
+def test_a_hostile_terminal_width_never_silences_output_or_errors(home: Path, capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  columns: str) -> None:
+    """COLUMNS=0 made Rich print nothing at all: the table and the error line were lost."""
+    monkeypatch.setenv("COLUMNS", columns)
+    result = cli(capsys, "--catalog", str(home / "models.toml"), "models", "list")
+    assert result.code == 0 and "alpha" in result.out
+    assert_refused(cli(capsys, "--catalog", str(home / "models.toml"), "models", "remove", "nope"),
+                   "no model 'nope'")

@@ -23,7 +23,7 @@ import errno
 import logging
 import os
 import sys
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 
 from rich.console import Console
 
@@ -44,9 +44,20 @@ _ENVIRONMENT_ERRNOS: Final = {
 }
 
 
+MIN_WIDTH: Final = 20
+"""Narrower than this (``COLUMNS=0`` made Rich print nothing at all, error lines included),
+the console lays out for 80 columns and lets the terminal wrap."""
+
+
 class CliConsole(Console):
     """A Rich console that reports a closed pipe as :class:`BrokenPipeError` (Rich's default
-    redirects *standard output* and exits with status 1, even for the standard-error console)."""
+    redirects *standard output* and exits with status 1, even for the standard-error console)
+    and never lays out for fewer than :data:`MIN_WIDTH` columns."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.width < MIN_WIDTH:
+            self.width = 80
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
