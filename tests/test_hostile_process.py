@@ -184,3 +184,27 @@ def test_a_runner_death_during_an_unload_ends_the_unload_not_the_model() -> None
     assert model.died(runner, "runner for `a` was killed (SIGKILL)") is None  # the unload releases it
     model.unloaded()
     assert model.status().state == ModelState.UNLOADED
+
+
+def test_an_answer_the_output_encoding_cannot_hold_is_replaced_not_a_crash(home: Path) -> None:
+    """PYTHONIOENCODING=ascii (or a latin-1 locale) and a model that answers in Greek: the
+    characters the encoding lacks print as '?' instead of an internal error."""
+    script = (
+        "import sys\n"
+        "from types import SimpleNamespace\n"
+        "from orin_console.core.engine.inference import Engine\n"
+        "class S:\n"
+        "    model_id = 'alpha'; will_load = False; load_tier = None\n"
+        "    result = SimpleNamespace(summary=lambda: 'alpha \\u2014 fake')\n"
+        "    def __iter__(self): return iter(['\\u03b3\\u03b5\\u03b9\\u03ac', ' ok'])\n"
+        "    def cancel(self): pass\n"
+        "    def close(self): pass\n"
+        "Engine.stream_quick = lambda self, *a, **k: S()\n"
+        "from orin_console.cli.main import main\n"
+        f"sys.exit(main(['--catalog', {str(home / 'models.toml')!r}, 'run', 'hi']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=home, capture_output=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONIOENCODING": "ascii"})
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == b"???? ok\n"
+    assert b"Traceback" not in proc.stderr and b"internal error" not in proc.stderr

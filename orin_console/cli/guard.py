@@ -99,6 +99,11 @@ def check_std_streams() -> str | None:
         # (not a terminal, so the console refuses cleanly), and the fact is remembered.
         _stdin_closed = True
         sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - lives as long as the process
+    for stream in (sys.stdout, sys.stderr):  # e.g. PYTHONIOENCODING=ascii and a model's "é"
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding and encoding != "utf8" and getattr(stream, "errors", "") == "strict" \
+                and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     names = [name for fd, name in ((1, "output"), (2, "error")) if fd in closed]
     if not names:
         return None
