@@ -248,3 +248,11 @@ def test_a_hostile_terminal_width_never_silences_output_or_errors(home: Path, ca
     assert result.code == 0 and "alpha" in result.out
     assert_refused(cli(capsys, "--catalog", str(home / "models.toml"), "models", "remove", "nope"),
                    "no model 'nope'")
+
+
+def test_run_refuses_a_prompt_far_beyond_the_models_context_before_the_runner_tokenizes_it(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 3 MB prompt kept a runner tokenizing until the watchdog killed it (120 s)."""
+    result = cli(capsys, "--catalog", str(home / "models.toml"), "run", "a " * 10_000, "--max-tokens", "2")
+    assert_refused(result, "the prompt is 20000 bytes", "context of 256 tokens", "8192 bytes", "shorten it")
+    assert result.out == ""
