@@ -83,6 +83,8 @@ OTHER_CASES: list[tuple[list[str], tuple[str, ...]]] = [
     (["models", "inspect", "{h}/models.toml"], ("invalid GGUF", "magic")),
     (["models", "inspect", "{h}"], ("not a regular file",)),
     (["models", "frobnicate"], ("invalid choice: 'frobnicate'",)),
+    (["models", "\x1b[31mred\u202e"], ("invalid choice: '\\x1b[31mred\\u202e'",)),  # escaped, not raw
+    (["models", "add", "-x.gguf"], ("arguments are required: path", "goes after '--' (-- -x.gguf) or as ./-x.gguf")),
     (["models"], ("required",)),
     (["--no-such-flag"], ("unrecognized arguments",)),
     (["run"], ("required: prompt",)),

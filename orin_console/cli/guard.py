@@ -112,6 +112,17 @@ def check_std_streams() -> str | None:
             "redirect to a file or to /dev/null instead")
 
 
+def dash_hint(argv: list[str]) -> str:
+    """For a usage error: how to pass a file whose name starts with '-' (argparse takes
+    ``models add -x.gguf`` for an option and says only that the path is missing)."""
+    for arg in argv:
+        if arg.startswith("-") and not arg.startswith("--") and len(arg) > 2 and (
+                "." in arg or os.path.exists(arg)):
+            shown = sanitize(arg)[:80]
+            return f"; a file name starting with '-' goes after '--' (-- {shown}) or as ./{shown}"
+    return ""
+
+
 def stdin_closed() -> bool:
     """Whether the command was started with standard input closed (``<&-``)."""
     return _stdin_closed

@@ -41,8 +41,14 @@ class _Parser(argparse.ArgumentParser):
     """An argparse parser whose errors are one line, exit status 2, no usage dump."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        from orin_console.cli.guard import dash_hint
+
+        sys.stderr.write(f"{self.prog}: error: {sanitize(message)}{dash_hint(_ARGV)} (see --help)\n")
         raise SystemExit(EXIT_USAGE)
+
+
+_ARGV: list[str] = []
+"""The arguments being parsed (for :func:`~orin_console.cli.guard.dash_hint`)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(closed + "\n")
         return EXIT_USAGE
     parser = build_parser()
+    _ARGV[:] = sys.argv[1:] if argv is None else list(argv)
     try:
         args = parser.parse_args(argv)
     except BrokenPipeError:  # `--help | head -1`
