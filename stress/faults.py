@@ -91,6 +91,7 @@ class FaultResult:
     survived: bool = False
     time_to_reason_s: float | None = None
     queued: str | None = None  # how the client queued behind the hit stream ended
+    queued_message: str = ""
     problems: list[str] = field(default_factory=list)
 
 
@@ -302,6 +303,7 @@ def inject(server: ServeProcess, client: httpx.Client, index: int, kind: str, ph
     if waiter is not None:
         waiter.join(REASON_TIMEOUT_S)
         result.queued = (queued[0].error_type or queued[0].kind) if queued else "hung"
+        result.queued_message = queued[0].message[:200] if queued else ""
         problem = _queued_ok(queued, model)
         if problem:
             result.problems.append(problem)
@@ -488,6 +490,8 @@ def run(quick: bool, seed: int, *, faults: int | None = None, folder: Path | Non
         "time_to_reason_ms_deaths": summary(deaths),  # SIGKILL/SIGABRT/OOM: no watchdog involved
         "by_kind": by_kind,
         "queued_clients": dict(Counter(r.queued for r in results if r.queued is not None)),
+        "queued_not_served": [f"{r.kind}@{r.phase} {r.route}: {r.queued}: {r.queued_message}"
+                              for r in results if r.queued not in (None, "done")][:5],
         "bystander_streams": len(bystanders.outcomes),
         "bystander_failures": len(failures),
         "bystander_failure_examples": [f"{o.model} {o.route}: {o.kind} {o.message[:160]}" for o in failures[:5]],

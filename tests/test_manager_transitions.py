@@ -1,4 +1,5 @@
-"""A generation that meets a load, move or unload in progress (found by ``stress.budget``):
+"""A generation that meets a load, move or unload in progress (found by ``stress.budget``), or
+whose runner dies while it waits in the queue (``stress.faults``):
 it waits for a load into any tier instead of being refused, a conflict is ``ModelInTransition``
 (HTTP 429, retry) rather than a bare 400, and a load stopped by an unload is
 ``ModelUnavailable`` for the waiting request, not ``Cancelled`` (HTTP 499: "the client went
@@ -6,6 +7,8 @@ away", which it did not)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +17,7 @@ import pytest
 
 from orin_console.core.manager.manager import Manager
 from orin_console.core.manager.types import ModelBusy, ModelInTransition, ModelState, ModelUnavailable
-from orin_console.core.runner import GenerateRequest
+from orin_console.core.runner import GenerateRequest, RunnerDied
 from orin_console.testing.managers import make_manager
 from orin_console.testing.waits import wait_until
 
@@ -66,3 +69,31 @@ def test_a_request_waiting_on_a_load_stopped_by_an_unload_is_told_so(manager: Ma
     asker.join(30)
     assert len(errors) == 1 and isinstance(errors[0], ModelUnavailable), errors
     assert "its load was stopped" in str(errors[0]) and "alpha" in str(errors[0])
+
+
+def test_a_request_queued_behind_a_runner_that_dies_restarts_the_model(workdir: Path) -> None:
+    env = {"ORIN_RUNNER_TEST_HOOKS": "1", "ORIN_RUNNER_TEST_TOKEN_DELAY_S": "0.02"}
+    with make_manager(workdir, runner_env=env) as manager:
+        pid = manager.load("alpha").result(60).pid
+        assert pid is not None
+        first = manager.generate("alpha", GenerateRequest(prompt="hello", max_tokens=200, temperature=0.0))
+        next(iter(first))  # generating
+        answers: list[str] = []
+        errors: list[BaseException] = []
+
+        def queued() -> None:
+            try:
+                answers.append("".join(c.text for c in manager.generate("alpha", _request())))
+            except BaseException as exc:  # noqa: BLE001 - the test inspects it
+                errors.append(exc)
+
+        waiter = threading.Thread(target=queued)
+        waiter.start()
+        wait_until(lambda: manager.model_status("alpha").queued == 1, what="a request in alpha's queue")
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(RunnerDied, match="SIGKILL"):
+            for _ in first:
+                pass
+        waiter.join(60)
+        assert errors == [] and answers and answers[0]  # served by a restarted runner
+        assert manager.model_status("alpha").pid not in (None, pid)

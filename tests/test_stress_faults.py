@@ -20,4 +20,5 @@ def test_every_fault_is_survived_and_reported(tmp_path: Path) -> None:
     assert figures["bystander_failures"] == 0, figures["bystander_failure_examples"]
     assert figures["bystander_runners_untouched"]
     assert figures["time_to_reason_ms"]["max"] is not None
+    assert set(figures["queued_clients"]) == {"done"}  # requests queued behind a dead runner restart it
     assert figures["goal_met"]

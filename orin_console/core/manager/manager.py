@@ -464,8 +464,20 @@ class Manager:
         """
         self._check_open()
         model = self._model(model_id)
-        self._ready_runner(model, load_timeout, cancel)
-        model.queue.acquire(cancel)
+        for restart in (False, True):
+            self._ready_runner(model, load_timeout, cancel)
+            model.queue.acquire(cancel)
+            if model.serving_runner() is not None:
+                break
+            model.queue.release()
+            dead = model.runner
+            if dead is not None and not dead.alive:
+                dead.wait(5.0)  # its death is still being recorded (the model becomes failed)
+            if restart or model.state != ModelState.FAILED:
+                raise ModelUnavailable(f"`{model_id}` stopped: {model.unavailable_reason()}; ask again to restart it")
+            # Its runner died while this request waited in the queue: the request did not
+            # start, so it restarts the model once, as a new request would (found by
+            # stress.faults: queued clients got the death of a generation not theirs).
         try:
             runner = model.serving_runner()
             if runner is None:
