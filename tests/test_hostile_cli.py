@@ -114,6 +114,9 @@ OTHER_CASES: list[tuple[list[str], tuple[str, ...]]] = [
     (["run", ""], ("prompt = '': must be a non-empty string",)),
     (["run", "\udcff"], ("cannot be encoded as UTF-8",)),
     (["run", "hi", "--model", "alpha", "--mode", "auto"], ("--model needs --mode manual or hybrid",)),
+    (["--attach", "notaurl"], ("--attach 'notaurl'",)),  # A's and F's arguments: one line too
+    (["web", "--port", "70000"], ("--port 70000",)),
+    (["web", "--max-sessions", "0"], ("--max-sessions 0",)),
 ]
 
 
