@@ -29,9 +29,7 @@ changes and the link stays.
 
 from __future__ import annotations
 
-import bisect
 import os
-import re
 import threading
 import tomllib
 from collections.abc import Callable, Iterable, Iterator
@@ -40,9 +38,9 @@ from typing import Any, Literal, get_args
 
 import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
-from pydantic_core import ErrorDetails
 from tomlkit.items import AoT, Table
 
+from orin_console.core.catalog.explain import MAX_PROBLEMS, LineIndex, explain_error
 from orin_console.core.errors import CatalogError
 from orin_console.core.files import (
     CONFIG_FILE_LIMIT,
@@ -185,84 +183,9 @@ def _entry_label(raw: Any, index: int) -> str:
     return f"entry {index + 1}"
 
 
-_EXPECTED = {
-    "int_type": "a whole number without quotes",
-    "bool_type": "true or false without quotes",
-    "string_type": "text in double quotes",
-    "tuple_type": 'a list such as ["chat"]',
-}
-
-
-def _show(value: Any) -> str:
-    """A value from the file for a message: its repr, sanitised and cut to 80 characters."""
-    text = sanitize(repr(value))
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _explain(err: ErrorDetails) -> str:
-    field = ".".join(str(p) for p in err["loc"]) or "(entry)"
-    kind = err["type"]
-    if kind in _EXPECTED:
-        return f"field '{field}' = {_show(err.get('input'))}: expected {_EXPECTED[kind]}"
-    if kind == "extra_forbidden":
-        allowed = ", ".join(CatalogEntry.model_fields)
-        return f"field '{field}' is not known (allowed fields: {allowed})"
-    if kind == "missing":
-        return f"field '{field}' is required"
-    if kind == "literal_error":
-        return f"field '{field}' = {_show(err.get('input'))}: {err['msg'].lower()}"
-    if kind == "string_pattern_mismatch" and field == "id":
-        return (
-            f"field 'id' = {_show(err.get('input'))}: must start with a letter or digit and use only "
-            "letters, digits, '.', '_' and '-' (at most 64 characters)"
-        )
-    if kind == "string_pattern_mismatch" and field == "sha256":
-        return "field 'sha256' must be 64 lower-case hex digits"
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"field '{field}' = {_show(err.get('input'))}: {msg[0].lower()}{msg[1:]}"
-
-
 def explain_entry_error(exc: ValidationError) -> str:
     """A pydantic error about a :class:`CatalogEntry` as one plain line (no pydantic dump)."""
-    return "; ".join(_explain(err) for err in exc.errors())
-
-
-_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*models[ \t]*\]\]", re.MULTILINE)
-
-
-MAX_PROBLEMS = 20
-"""Problems named in one refusal; the rest are counted (a 1 MB file of broken entries must
-not print a megabyte of errors)."""
-
-
-class _Lines:
-    """Where things are in the catalog's text, for messages (indexed once, on first use)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self._headers: list[int] | None = None
-        self._newlines: list[int] | None = None
-
-    def line_of(self, offset: int) -> int:
-        if self._newlines is None:
-            self._newlines = [i for i, ch in enumerate(self.text) if ch == "\n"]
-        return bisect.bisect_left(self._newlines, offset) + 1
-
-    def field_line(self, index: int, field: str) -> int | None:
-        """The line (1-based) of ``field`` in the ``index``-th ``[[models]]`` table, when a
-        plain scan finds it (an inline-table layout is not searched)."""
-        if self._headers is None:
-            self._headers = [m.start() for m in _HEADER.finditer(self.text)]
-        headers = self._headers
-        if index >= len(headers):
-            return None
-        start = headers[index]
-        end = headers[index + 1] if index + 1 < len(headers) else len(self.text)
-        key = re.compile(rf'^[ \t]*"?{re.escape(field)}"?[ \t]*=', re.MULTILINE)
-        found = key.search(self.text, start, end)
-        if found is None:
-            return self.line_of(start) if field == "(entry)" else None
-        return self.line_of(found.start())
+    return "; ".join(explain_error(err, CatalogEntry.model_fields) for err in exc.errors())
 
 
 def parse_catalog(text: str, path: Path) -> Catalog:
@@ -289,7 +212,7 @@ def parse_catalog(text: str, path: Path) -> Catalog:
     entries: list[CatalogEntry] = []
     seen: dict[str, int] = {}
     files: dict[str, int] = {}
-    lines = _Lines(text)
+    lines = LineIndex(text)
     for index, raw in enumerate(raw_models):
         label = _entry_label(raw, index)
         if not isinstance(raw, dict):
@@ -302,7 +225,7 @@ def parse_catalog(text: str, path: Path) -> Catalog:
                 field = str(err["loc"][0]) if err["loc"] else "(entry)"
                 line = lines.field_line(index, field) if len(problems) < MAX_PROBLEMS else None
                 where = f" (line {line})" if line is not None else ""
-                problems.append(f"{label}: {_explain(err)}{where}")
+                problems.append(f"{label}: {explain_error(err, CatalogEntry.model_fields)}{where}")
             continue
         if entry.id in seen:
             problems.append(f"{label}: id '{entry.id}' is already used by entry {seen[entry.id] + 1}")
