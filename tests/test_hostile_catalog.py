@@ -165,3 +165,17 @@ def test_a_file_of_thousands_of_broken_entries_is_refused_in_one_bounded_message
         in message
     assert "m20" not in message and message.endswith("and 4980 more problem(s)")
     assert len(message) < 5000
+
+
+_TOMLISH = st.lists(st.sampled_from(["[[models]]\n", "[models]\n", 'id = "a"\n', "id = 1\n", 'path = "a.gguf"\n',
+                                     'tasks = ["chat"]\n', "tasks = [[[]]]\n", "context = 1e9\n", "pin = nan\n",
+                                     "priority = -0\n", "= =\n", '"\\u0000" = 1\n', "x = {a = {b = 1}}\n", "\ufeff",
+                                     "\x00", "\udcff", "[", "]", "\n", "'''", '"""']), max_size=12).map("".join)
+
+
+@given(text=st.one_of(_TOMLISH, st.text(max_size=200)))
+def test_any_text_is_a_catalog_or_a_catalog_error(text: str) -> None:
+    try:
+        parse_catalog(text, Path("/nonexistent/models.toml"))
+    except CatalogError as exc:
+        assert "\x1b" not in str(exc) and "\x00" not in str(exc) and len(str(exc)) < 10_000
