@@ -176,14 +176,16 @@ def enospc_check(folder: Path, *, method: str = "auto") -> dict[str, Any]:
     small.mkdir(parents=True, exist_ok=True)
     models.mkdir(parents=True, exist_ok=True)
     tried: list[str] = []
-    if method in ("auto", "tmpfs") and shutil.which("mount"):
-        if _mount_tmpfs(small):
+    if method in ("auto", "tmpfs"):
+        if shutil.which("mount") and _mount_tmpfs(small):
             try:
                 return {**scenario(small, models, "tmpfs 64 KiB"), "tried": tried}
             finally:
                 subprocess.run(["umount", "-l", str(small)], capture_output=True, check=False)
-        tried.append("tmpfs: mount refused")
-    if method in ("auto", "userns") and shutil.which("unshare"):
+        tried.append("tmpfs: mount refused" if shutil.which("mount") else "tmpfs: no mount command")
+    if method in ("auto", "userns") and not shutil.which("unshare"):
+        tried.append("userns: no unshare command")
+    elif method in ("auto", "userns"):
         done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", sys.executable, "-m",
                                "stress.durability_support", "--scenario", str(small), str(models)],
                               capture_output=True, text=True, timeout=300, check=False)
