@@ -261,3 +261,13 @@ def test_run_refuses_a_prompt_far_beyond_the_models_context_before_the_runner_to
     result = cli(capsys, "--catalog", str(home / "models.toml"), "run", "a " * 10_000, "--max-tokens", "2")
     assert_refused(result, "the prompt is 20000 bytes", "context of 256 tokens", "8192 bytes", "shorten it")
     assert result.out == ""
+
+
+@pytest.mark.parametrize("argv", [["run", "hi"], ["run", "hi", "--model", "alpha"]], ids=["auto", "manual"])
+def test_run_with_a_catalog_model_whose_file_is_gone_points_at_models_list(
+        home: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    """The routing said only 'refused by admission … unload or move a model', which sends the
+    operator after memory when the file is the problem."""
+    (home / "alpha.gguf").unlink()
+    assert_refused(cli(capsys, "--catalog", str(home / "models.toml"), *argv), "cannot be read",
+                   "orin-console models list")
