@@ -65,6 +65,8 @@ ENTRY_CASES: list[tuple[str, tuple[str, ...]]] = [
     ('[[models]]\nid = "a"\npath = "a.gguf"\ntasks = ["chat", "chat"]\n', ("lists a task twice",)),
     ('models = [1, 2]\n', ("entry 1: must be a table",)),
     ('models = "x"\n', ("'models' must be an array of tables",)),
+    ("ram_budget_gb = 4\n",
+     ("unknown top-level key(s) ram_budget_gb", "looks like a config file: give it with --config")),
     ('[models]\nid = "a"\n', ("'models' must be an array of tables",)),
     ('[[models]]\nid = "a"\npath = "a.gguf"\ntasks = ["chat"]\n'
      '[[models]]\nid = "b"\npath = "./a.gguf"\ntasks = ["code"]\n',

@@ -34,6 +34,8 @@ FILE_CASES: list[tuple[bytes, tuple[str, ...]]] = [
     (b"ram_budget_gb = inf\n", ("ram_budget_gb", "allowed: 0.25 to 8.0")),
     (b'theme = "\\u202eevil\\u001b[2J"\n', ("theme",)),
     (b'[section]\nport = 1\n', ("section", "is not a known setting")),
+    (b'[[models]]\nid = "a"\npath = "a.gguf"\ntasks = ["chat"]\n',
+     ("models = ", "looks like a model catalog: give it with --catalog, not --config")),
     (b'token = "my secret\\u0007"\n', ("token = (hidden)", "HTTP header")),
 ]
 

@@ -326,14 +326,15 @@ def _describe_errors(exc: ValidationError, origin: str) -> str:
             hi = next((m.le for m in info.metadata if hasattr(m, "le")), None)
             if lo is not None and hi is not None:
                 allowed = f" (allowed: {lo} to {hi})"
-        if err["type"] == "extra_forbidden":
-            msg = "is not a known setting; see the README's settings table"
-        else:
-            text = err["msg"].removeprefix("Value error, ")
-            msg = text[0].lower() + text[1:]
-        env_name = f"ORIN_{field.upper()}"
         shown = "(hidden)" if field == "token" else show_value(err.get("input"))  # a secret stays one
-        lines.append(f"{field} = {shown}: {msg}{allowed} [{env_name} or {origin}]")
+        if err["type"] == "extra_forbidden":  # only the file has keys that are no field
+            hint = ("this file looks like a model catalog: give it with --catalog, not --config"
+                    if field == "models" else "see the README's settings table")
+            lines.append(f"{field} = {shown}: is not a known setting; {hint} [in {origin}]")
+            continue
+        text = err["msg"].removeprefix("Value error, ")
+        msg = text[0].lower() + text[1:]
+        lines.append(f"{field} = {shown}: {msg}{allowed} [ORIN_{field.upper()} or {origin}]")
     more = len(lines) - MAX_PROBLEMS
     return "invalid settings: " + "; ".join(lines[:MAX_PROBLEMS] + ([f"and {more} more"] if more > 0 else []))
 

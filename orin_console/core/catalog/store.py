@@ -205,7 +205,12 @@ def parse_catalog(text: str, path: Path) -> Catalog:
     problems: list[str] = []
     extra = sorted(set(data) - {"models"})
     if extra:
-        problems.append(f"unknown top-level key(s) {', '.join(extra)} (only [[models]] tables belong here)")
+        from orin_console.core.settings import Settings  # late: only for this hint
+
+        looks = " (this file looks like a config file: give it with --config, not --catalog)" \
+            if set(extra) & set(Settings.model_fields) else ""
+        problems.append(f"unknown top-level key(s) {sanitize(', '.join(extra))[:200]} (only [[models]] tables "
+                        f"belong here){looks}")
     raw_models = data.get("models", [])
     if not isinstance(raw_models, list):
         raise CatalogError(f"{sanitize_path(path)}: 'models' must be an array of tables ([[models]])")
