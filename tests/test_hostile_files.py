@@ -14,6 +14,7 @@ from hostile_support import CATALOG, assert_refused, cli, snapshot
 from test_gguf_corpus import CASES, Case
 
 from orin_console.core.catalog.add import discover
+from orin_console.core.catalog.store import parse_catalog
 from orin_console.core.errors import CatalogError
 from orin_console.core.gguf import DEFAULT_LIMITS
 
@@ -22,6 +23,8 @@ ODD_NAMES = {
     "bidi": "evil\u202egguf.exe.gguf",
     "escape": "evil\x1b[2Jname.gguf",
     "long": "x" * 250 + ".gguf",
+    "toml-syntax": 'q"uote\\back]] # [[models]]\t\u00e9.gguf',
+    "leading-space": " spaced .gguf",
 }
 
 
@@ -44,6 +47,8 @@ def test_an_odd_but_valid_model_file_name_is_added_and_shown_safely(
     assert result.out.count("added ") == 1 and result.err == ""
     for bad in ("\x1b", "\u202e", "\udcff"):
         assert bad not in result.out
+    parsed = parse_catalog(catalog.read_text(), catalog)
+    assert [parsed.model_path(e) for e in parsed if e.id != "alpha"] == [path]  # the name round-trips
     result = cli(capsys, "--catalog", str(catalog), "models", "list")
     assert result.code == 0 and "\x1b" not in result.out and "\u202e" not in result.out
     result = cli(capsys, "--catalog", str(catalog), "models", "add", str(path))
