@@ -62,6 +62,21 @@ def test_closed_stdout_is_refused_before_anything_is_done(home: Path, argv: list
     assert snapshot(home / "models.toml") == before
 
 
+@pytest.mark.parametrize("fds", [(2,), (1, 2)], ids=["stderr", "stdout-and-stderr"])
+def test_closed_stderr_is_refused_with_status_2_not_a_crash(home: Path, fds: tuple[int, ...]) -> None:
+    """Nowhere to say it, but the status says it (it was 1: writing the refusal crashed)."""
+    before = snapshot(home / "models.toml")
+
+    def close() -> None:
+        for fd in fds:
+            os.close(fd)
+
+    proc = cli_process("--catalog", str(home / "models.toml"), "models", "remove", "alpha", cwd=home,
+                       preexec_fn=close)
+    assert proc.returncode == 2
+    assert snapshot(home / "models.toml") == before
+
+
 def test_closed_stdin_is_refused_only_where_it_is_read(home: Path) -> None:
     proc = cli_process("--catalog", str(home / "models.toml"), "run", "-", cwd=home,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **_closed(0))

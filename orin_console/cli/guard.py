@@ -99,6 +99,10 @@ def check_std_streams() -> str | None:
         # (not a terminal, so the console refuses cleanly), and the fact is remembered.
         _stdin_closed = True
         sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - lives as long as the process
+    if sys.stdout is None:  # started with fd 1 closed: a writer on the /dev/null just put there
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 - as long as the process
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 - as long as the process
     for stream in (sys.stdout, sys.stderr):  # e.g. PYTHONIOENCODING=ascii and a model's "é"
         encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
         if encoding and encoding != "utf8" and getattr(stream, "errors", "") == "strict" \
