@@ -106,7 +106,9 @@ def test_strict_file_types_still_accept_what_is_right(tmp_path: Path) -> None:
         (["ORIN_ZZZZZZZZ"], ["ORIN_ZZZZZZZZ is not a setting and is ignored; the settings are listed in the README"]),
         (["ORIN_X\u202e"], ["ORIN_X\ufffd is not a setting and is ignored; the settings are listed in the README"]),
         (["ORIN_PORT", "ORIN_CONFIG", "ORIN_DEBUG", "ORIN_API_URL", "ORIN_TEST_MARK", "ORIN_RUNNER_TEST_HOOKS",
-          "PATH", "ORINOCO"], []),
+          "ORIN_RUNNER_TEST_BALLAST_MB", "PATH", "ORINOCO"], []),
+        (["ORIN_RUNER_TEST_HOOKS"],
+         ["ORIN_RUNER_TEST_HOOKS is not a setting and is ignored; did you mean ORIN_RUNNER_TEST_HOOKS?"]),
     ],
 )
 def test_unknown_variables_name_the_closest_known_one(names: list[str], expected: list[str]) -> None:

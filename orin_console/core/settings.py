@@ -278,10 +278,13 @@ def default_config_file(env: Mapping[str, str] | None = None) -> Path:
 
 OTHER_VARIABLES: tuple[str, ...] = (
     "ORIN_CONFIG", "ORIN_DEBUG", "ORIN_API_URL", "ORIN_TEST_MARK", "ORIN_RUNNER_TEST_HOOKS",
-    "ORIN_RUNNER_TEST_TOKEN_DELAY_S", "ORIN_RUNNER_TEST_LOAD_DELAY_S",
 )
 """``ORIN_*`` variables that are no setting but are read elsewhere (the config file's place,
-tracebacks, the SDK's server address, test hooks)."""
+tracebacks, the SDK's server address, the test suite's process mark)."""
+
+OTHER_PREFIXES: tuple[str, ...] = ("ORIN_RUNNER_TEST_",)
+"""Families of variables read elsewhere: the runners' test hooks (``ORIN_RUNNER_TEST_HOOKS``,
+``..._TOKEN_DELAY_S``, ``..._BALLAST_MB``...)."""
 
 
 def known_variables() -> tuple[str, ...]:
@@ -296,7 +299,7 @@ def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
     known = known_variables()
     warnings = []
     for name in sorted(env):
-        if not name.upper().startswith("ORIN_") or name.upper() in known:
+        if not name.upper().startswith("ORIN_") or name.upper() in known or name.upper().startswith(OTHER_PREFIXES):
             continue
         close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.8)
         hint = f"did you mean {close[0]}?" if close else "the settings are listed in the README"
