@@ -23,6 +23,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Input, Static
 
 from orin_console.core.catalog.add import AddResult
+from orin_console.core.catalog.store import expand_user
 from orin_console.core.errors import OrinError
 from orin_console.core.text import sanitize, sanitize_path
 from orin_console.tui.backend import NotSupported, backend_of
@@ -124,8 +125,8 @@ class AddModelsScreen(ModalScreen[AddResult | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        if event.value.strip():
-            self.check(Path(event.value.strip()).expanduser())
+        if event.value.strip():  # "~nosuchuser/x" is taken as typed (Path.expanduser raised)
+            self.check(expand_user(event.value.strip()))
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         event.stop()
