@@ -115,6 +115,9 @@ OTHER_CASES: list[tuple[list[str], tuple[str, ...]]] = [
     (["run", "\udcff"], ("cannot be encoded as UTF-8",)),
     (["run", "hi", "--model", "alpha", "--mode", "auto"], ("--model needs --mode manual or hybrid",)),
     (["--attach", "notaurl"], ("--attach 'notaurl'",)),  # A's and F's arguments: one line too
+    (["--attach", "http://127.0.0.1:1", "models", "list"], ("--attach applies to the console", "the SDK")),
+    (["--attach", "http://127.0.0.1:1", "web"], ("--attach applies to the console", "web --attach URL")),
+    (["web", "--allow-host", "a\x1bb"], ("--allow-host",)),
     (["web", "--port", "70000"], ("--port 70000",)),
     (["web", "--max-sessions", "0"], ("--max-sessions 0",)),
 ]

@@ -146,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.serve is not None:  # it would be ignored silently
             parser.error(f"--serve applies to the console (no command), not to '{args.command}'; "
                          "to serve the API alone use `orin-console serve`")
+        if args.attach is not None:
+            hint = ("use `orin-console web --attach URL`" if args.command == "web" else
+                    "commands run on this machine's own catalog; use the API (docs/api.md) or the SDK")
+            parser.error(f"--attach applies to the console (no command), not to '{args.command}'; {hint}")
         guard.install_log_handler()
     try:
         with terminate_on_signals():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import signal
 import sys
 from pathlib import Path
@@ -68,6 +69,18 @@ def _check_port(option: str, port: int) -> int:
     return port
 
 
+_HOST_NAME = re.compile(r"^[A-Za-z0-9._:\[\]-]{1,253}$")
+
+
+def _check_hosts(names: list[str]) -> list[str]:
+    """``--allow-host`` names: what a Host header can carry (letters, digits, ``.-_:[]``)."""
+    for name in names:
+        if not _HOST_NAME.match(name):
+            raise OrinError(f"--allow-host {sanitize(name)[:80]!r}: not a host name (letters, digits, "
+                            "'.', '-', ':' or an IPv6 address in brackets, at most 253 characters)")
+    return names
+
+
 def local_url(address: str) -> str:
     """The lock file's address as this machine reaches it (a wildcard bind becomes loopback).
 
@@ -108,6 +121,7 @@ def cmd_web(args: argparse.Namespace, ctx: Context) -> int:
     settings = ctx.settings
     host: str = args.host
     port = _check_port("--port", args.port)
+    _check_hosts(args.allow_host)
     if not 1 <= args.max_sessions <= 64:
         raise OrinError(f"--max-sessions {args.max_sessions}: give 1 to 64")
     token = args.web_token or getattr(args, "console_token", None) or (
