@@ -179,9 +179,18 @@ class RemoteBackend(RemoteCatalogOps):
             self._relay.stop_flusher()
         if self._loop.is_running():
             with contextlib.suppress(Exception):
-                self.submit(self.client.aclose()).result(2)
+                self.submit(self._wind_down()).result(2)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(2)
+
+    async def _wind_down(self) -> None:
+        """End every task still on the loop (a catalog refresh, a stream's reader), then close
+        the client: a task left pending when the loop stops is destroyed with a warning."""
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.client.aclose()
 
     # -- the status kept from the events -------------------------------------------------
 
