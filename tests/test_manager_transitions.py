@@ -42,12 +42,27 @@ def test_a_generation_waits_for_a_load_into_another_tier(manager: Manager) -> No
     assert loading.result(30).tier == "swap"
 
 
-def test_a_load_during_an_unload_is_a_transition_conflict(manager: Manager) -> None:
+def test_a_load_during_an_unload_is_a_transition_conflict(manager: Manager,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # The unload is held until the second load has been asked: unloading a model that is still
+    # loading takes milliseconds, and on a loaded machine it could finish before the next line
+    # ran (the load was then simply accepted: the test failed once in a full run).
+    release = threading.Event()
+    real_unload = manager._tasks.unload
+
+    def held_unload(*args: object, **kwargs: object) -> object:
+        release.wait(30)
+        return real_unload(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(manager._tasks, "unload", held_unload)
     manager.load("alpha")
     wait_until(lambda: manager.model_status("alpha").state == ModelState.LOADING, what="alpha to be loading")
     unloading = manager.unload("alpha")
-    with pytest.raises(ModelInTransition, match="being unloaded") as raised:
-        manager.load("alpha", "swap")
+    try:
+        with pytest.raises(ModelInTransition, match="being unloaded") as raised:
+            manager.load("alpha", "swap")
+    finally:
+        release.set()
     assert isinstance(raised.value, ModelBusy)  # the API answers 429: retry when it is done
     unloading.result(30)
 
