@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse
 
 from orin_console.api.deps import CoreDep
+from orin_console.api.disconnect import ClientGone, unless_gone
 from orin_console.api.errors import error_body, status_for
 from orin_console.api.routes.events import SSE_HEADERS, shutdown_of, shutting_down_frame, sse
 from orin_console.api.schemas import (
@@ -76,40 +77,6 @@ def _options(body: QuickRequest | ChatRequest | BatchRequest) -> dict[str, Any]:
         if value is not None:
             options[name] = tuple(value) if name == "stop" else value
     return options
-
-
-class ClientGone(Exception):
-    """The client closed the connection before the answer was ready."""
-
-
-async def _disconnected(request: Request) -> None:
-    """Returns when the client has gone (the body was read: the next message is the disconnect)."""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-async def _unless_gone(request: Request, work: Awaitable[T], cancel: Callable[[], object]) -> T:
-    """Await ``work``; if the client goes first, ``cancel()`` the generation (the runner stops
-    within one token and its queue place is freed), wait for ``work`` to end, and raise
-    :class:`ClientGone`."""
-    task = asyncio.ensure_future(work)
-    gone = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:
-        cancel()
-        task.cancel()
-        raise
-    finally:
-        gone.cancel()
-    if task.done():
-        return task.result()
-    cancel()
-    with contextlib.suppress(BaseException):
-        await task
-    raise ClientGone
 
 
 def _gone() -> JSONResponse:
@@ -162,7 +129,7 @@ async def _answer(request: Request, stream: AsyncEngineStream, streamed: bool) -
     unregister = shutdown.on_shutdown(stream.cancel)
     try:
         async with stream:
-            result = await _unless_gone(request, stream.collect(), stream.cancel)
+            result = await unless_gone(request, stream.collect(), stream.cancel)
     except ClientGone:
         return _gone()
     finally:
@@ -216,7 +183,7 @@ async def batch(body: BatchRequest, request: Request, core: CoreDep) -> Any:
     stream: BatchStream = await asyncio.to_thread(core.engine.stream_batch, items, incremental=False, **options)
     unregister = shutdown.on_shutdown(stream.cancel)
     try:
-        results = await _unless_gone(request, asyncio.to_thread(_collect_batch, stream), stream.cancel)
+        results = await unless_gone(request, asyncio.to_thread(_collect_batch, stream), stream.cancel)
     except ClientGone:
         return _gone()
     except BaseException:

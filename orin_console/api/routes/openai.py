@@ -37,6 +37,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from orin_console import __version__
 from orin_console.api.deps import CoreDep
+from orin_console.api.disconnect import ClientGone, unless_gone
 from orin_console.api.openai_errors import ERRORS, OpenAIError, OpenAIRoute, from_core
 from orin_console.api.openai_schemas import (
     AUTO,
@@ -120,32 +121,13 @@ def _event(data: Any) -> bytes:
 DONE = b"data: [DONE]\n\n"
 
 
-async def _disconnected(request: Request) -> None:
-    """Returns when the client has gone (the body is read: the next message is the disconnect)."""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
 async def _unless_gone(request: Request, work: Awaitable[T]) -> T:
     """Await ``work``; if the client goes first, cancel it (which cancels the generation) and
     raise a 499 (nobody reads it, but the request is counted so)."""
-    task = asyncio.ensure_future(work)
-    gone = asyncio.ensure_future(_disconnected(request))
     try:
-        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:
-        task.cancel()
-        raise
-    finally:
-        gone.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(BaseException):
-        await task
-    raise OpenAIError(499, "the client closed the request", code="client_closed_request")
+        return await unless_gone(request, work)
+    except ClientGone:
+        raise OpenAIError(499, "the client closed the request", code="client_closed_request") from None
 
 
 class _Shape:
