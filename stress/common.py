@@ -32,6 +32,7 @@ import psutil
 
 from orin_console.core import Core
 from orin_console.testing.managers import make_core, settings_for
+from orin_console.testing.processes import RUNNER_MODULE, runner_processes
 from orin_console.testing.tiny_models import write_tiny_llama
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
     "write_models",
 ]
 
-RUNNER_MODULE = "orin_console.core.runner.child"
 """What a runner process's command line holds (``python -m orin_console.core.runner.child``)."""
 
 
@@ -229,22 +229,6 @@ def serve_process(folder: Path, specs: Sequence[ModelSpec], *, env: Mapping[str,
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-
-
-def runner_processes(root: int | None = None) -> list[psutil.Process]:
-    """Live runner processes (spares included) below process ``root`` (default: this one)."""
-    found = []
-    try:
-        children = psutil.Process(root).children(recursive=True)
-    except psutil.Error:
-        return []
-    for child in children:
-        try:
-            if RUNNER_MODULE in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
-                found.append(child)
-        except psutil.Error:
-            continue
-    return found
 
 
 def process_counts(pid: int | None = None) -> dict[str, int]:

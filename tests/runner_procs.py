@@ -1,4 +1,5 @@
-"""Runner processes of this test process, and a fake machine that sees the runners it loads."""
+"""Runner processes of this test process (``runner_processes``, shared with ``stress``), and a
+fake machine that sees the runners it loads."""
 
 from __future__ import annotations
 
@@ -7,24 +8,12 @@ from typing import TYPE_CHECKING
 import psutil
 
 from orin_console.core.memory.admission import MachineMemory
+from orin_console.testing.processes import runner_processes
+
+__all__ = ["FakeMachine", "marked_processes", "runner_processes"]
 
 if TYPE_CHECKING:
     from orin_console.core.manager.manager import Manager
-
-RUNNER_MODULE = "orin_console.core.runner.child"
-
-
-def runner_processes() -> list[psutil.Process]:
-    """Every live runner process (spares included) started by this test process."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if RUNNER_MODULE in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
-                found.append(child)
-        except psutil.Error:
-            continue
-    return found
-
 
 def marked_processes(mark: str) -> list[psutil.Process]:
     """Processes started with ``ORIN_TEST_MARK=mark`` in their environment (runners inherit it),
