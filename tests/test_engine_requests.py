@@ -14,7 +14,7 @@ import pytest
 from orin_console.core import gguf
 from orin_console.core.engine.inference import Engine
 from orin_console.core.engine.streams import EngineStream
-from orin_console.core.engine.types import ParameterError, Result, Route
+from orin_console.core.engine.types import EngineError, ParameterError, Result, Route
 from orin_console.core.events.kinds import GenerationFinished, GenerationStarted, TokenGenerated
 from orin_console.core.manager.types import ModelState
 from orin_console.testing.managers import make_core, make_manager
@@ -197,3 +197,17 @@ def test_text_that_cannot_reach_a_runner_is_refused_before_routing_or_loading(tm
         with pytest.raises(RunnerInputError, match="limit"):
             core.engine.stream_quick("x" * (MAX_PROMPT_BYTES + 1))
         assert core.manager.model_status("alpha").state == "unloaded"  # nothing was loaded
+
+
+def test_a_prompt_far_beyond_the_models_context_is_refused_before_any_runner(workdir: Path) -> None:
+    """The engine's bound (32 bytes per context token), so every front end has it: the API's
+    generation routes as well as ``run``. Nothing is loaded for such a prompt."""
+    with make_manager(workdir) as manager:
+        engine = Engine(manager)
+        entry = manager.catalog.get("alpha")
+        too_long = "word " * (entry.context * 32 // 5 + 1)
+        with pytest.raises(EngineError, match=r"the prompt is \d+ bytes, far more than alpha's context"):
+            engine.stream_quick(too_long, mode="manual", model="alpha")
+        with pytest.raises(EngineError, match="shorten it"):
+            engine.stream_chat([{"role": "user", "content": too_long}], mode="manual", model="alpha")
+        assert manager.model_status("alpha").state == ModelState.UNLOADED

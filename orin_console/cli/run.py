@@ -43,8 +43,6 @@ from orin_console.core.text import sanitize
 
 EXIT_SERVE_FAILED = 1
 EXIT_INTERRUPTED = 130
-MAX_BYTES_PER_TOKEN = 32
-"""A generous bound on the bytes of text per token (real tokenizers average 3 to 5)."""
 STDIN_LIMIT = 4 * 1024 * 1024
 """The longest prompt read from standard input (no model's context holds more)."""
 _SERVE_ERRORS = (AdmissionRefused, ModelBusy, ModelUnavailable, RunnerError)
@@ -137,18 +135,6 @@ def read_prompt(arg: str) -> str:
                           "convert it first, e.g. with iconv -t UTF-8") from None
 
 
-def _check_prompt_size(prompt: str, context: int, stream: EngineStream) -> None:
-    """Refuse, before the runner tokenizes it, a prompt far too long for the chosen model's
-    context (a 3 MB prompt kept a runner tokenizing until the watchdog killed it, 120 s).
-    No tokenizer packs more than :data:`MAX_BYTES_PER_TOKEN` bytes of text into a token on
-    average, so this never refuses a prompt that fits; the runner's exact check stays."""
-    size = len(prompt.encode("utf-8", "replace"))
-    if size > context * MAX_BYTES_PER_TOKEN:
-        stream.close()
-        raise EngineError(f"the prompt is {size} bytes, far more than {stream.model_id}'s context of {context} "
-                          f"tokens can hold (at most about {context * MAX_BYTES_PER_TOKEN} bytes); shorten it")
-
-
 def _check_model(known: list[str], model: str | None) -> None:
     """An unknown ``--model`` is an error in every mode (hybrid would silently pick another)."""
     if model is not None and model not in known:
@@ -179,7 +165,6 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
             prompt, mode=mode, model=args.model if mode == "manual" else None,
             preferred=args.model if mode == "hybrid" else None, params=params,
             as_chat=False if args.raw else None, incremental=streamed)
-        _check_prompt_size(prompt, manager.catalog.get(stream.model_id).context, stream)
         progress = _Progress(sys.stderr)
         if stream.will_load:
             if not progress.tty:

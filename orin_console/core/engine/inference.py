@@ -45,6 +45,7 @@ from orin_console.core.engine.types import (
     MAX_BATCH,
     MAX_REQUEST_ID_CHARS,
     BatchFailure,
+    EngineError,
     GenerationParams,
     ParameterError,
     Result,
@@ -68,6 +69,9 @@ __all__ = ["BatchPiece", "BatchStream", "Engine", "EngineStream", "OnCold", "Rou
 OnCold = Literal["load", "resident"]
 _WARM = (*LOADED_TIERS, "loading")
 _NOTE_CHARS = 200
+MAX_BYTES_PER_TOKEN = 32
+"""More text than any tokenizer packs into one token on average: a prompt above this many bytes
+per context token cannot fit the model (see :meth:`Engine._check_fits`)."""
 
 
 def residency_of(models: SystemStatus | Iterable[ModelStatus]) -> dict[str, str]:
@@ -176,6 +180,7 @@ class Engine:
         text = check_prompt(prompt)
         check_request_text(text, None, checked.stop)  # encodable and bounded, before any routing
         route = self.route(detect_task(text), mode, model, preferred)
+        self._check_fits(route, len(text.encode("utf-8", "replace")))
         return EngineStream(self, route, checked, prompt=text, messages=None, as_chat=as_chat,
                             stream=incremental, started=started, request_id=rid, source=who)
 
@@ -191,8 +196,20 @@ class Engine:
         msgs = check_messages(messages)
         check_request_text(None, msgs, checked.stop)
         route = self.route(detect_chat_task(msgs), mode, model, preferred)
+        self._check_fits(route, sum(len(m["content"].encode("utf-8", "replace")) for m in msgs))
         return EngineStream(self, route, checked, prompt=None, messages=msgs, as_chat=True,
                             stream=incremental, started=started, request_id=rid, source=who)
+
+    def _check_fits(self, route: Route, size: int) -> None:
+        """Refuse, before any runner tokenizes it, a prompt far too long for the chosen model's
+        context (a 3 MB prompt kept a runner tokenizing until the watchdog killed it, 120 s).
+        No tokenizer packs more than :data:`MAX_BYTES_PER_TOKEN` bytes of text into a token on
+        average, so this never refuses a prompt that fits; the runner's exact check stays."""
+        model_id = route.selection.model_id
+        context = self.manager.catalog.get(model_id).context
+        if size > context * MAX_BYTES_PER_TOKEN:
+            raise EngineError(f"the prompt is {size} bytes, far more than {model_id}'s context of {context} "
+                              f"tokens can hold (at most about {context * MAX_BYTES_PER_TOKEN} bytes); shorten it")
 
     # -- public: batches ------------------------------------------------------------------
 
