@@ -151,6 +151,26 @@ def test_jtop_service_not_running_no_socket(tmp_path: Path, meminfo: Path) -> No
 
 
 @needs_jtop
+@pytest.mark.parametrize("jetson", [True, False])
+def test_jtop_default_socket_missing_says_whether_this_is_a_jetson(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, jetson: bool) -> None:
+    """Off a Jetson, "restart jtop.service" is no advice: the note says what the machine is."""
+    import jtop.service
+
+    from orin_console.core.telemetry import jtop_source
+
+    monkeypatch.setattr(jtop.service, "JTOP_PIPE", str(tmp_path / "jtop.sock"), raising=False)
+    monkeypatch.setattr(jtop_source, "is_jetson", lambda root="/": jetson)
+    with pytest.raises(SourceUnavailable) as err:
+        JtopSource().open()
+    if jetson:
+        assert "not running" in err.value.reason and err.value.fix == "sudo systemctl restart jtop.service"
+    else:
+        assert err.value.reason.startswith("not a Jetson") and err.value.fix is None
+    assert err.value.retry is True  # a service started later is still picked up
+
+
+@needs_jtop
 def test_jtop_service_dead_with_stale_socket(tmp_path: Path, meminfo: Path) -> None:
     client = FakeJtop()
     with unix_socket(tmp_path / "jtop.sock", listening=False), pytest.raises(SourceUnavailable) as err:

@@ -287,6 +287,9 @@ class JtopSource(TelemetrySource):
     def _probe(self, path: str) -> None:
         """Cheap check before building a client (which starts threads and subprocesses)."""
         if not os.path.exists(path):
+            if self.socket_path is None and not is_jetson():
+                # off a Jetson there is no service to restart: say what the machine is instead
+                raise SourceUnavailable(self.name, f"not a Jetson (no jtop service at {path})")
             raise SourceUnavailable(self.name, f"the jtop service is not running (no {path})", FIX_RESTART)
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         probe.settimeout(1.0)
