@@ -23,6 +23,7 @@ three minutes: allocator arenas, thread pools and caches fill up), the second at
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -211,28 +212,31 @@ class Traffic:
         self._note(kind, reply.status_code, reply.text if reply.status_code >= 500 else "")
 
 
-def _unload_all(url: str, timeout: float = 60) -> bool:
-    """Unload every model and wait until none is loaded or in transition."""
+def _unload_all(url: str, timeout: float = 60) -> tuple[bool, list[str]]:
+    """Unload every model and wait until none is loaded or in transition; whether so, and what
+    was still loaded, busy or queued at the last look (what a failed checkpoint reports)."""
+    busy: list[dict[str, Any]] = []
     with httpx.Client(base_url=url, timeout=30) as client:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             models = client.get("/models/list").json()["models"]
             busy = [m for m in models if m["state"] != "unloaded" or m.get("busy") or m.get("queued")]
             if not busy:
-                return True
+                return True, []
             for m in busy:
                 if m["state"] in ("ready", "failed"):
                     client.post(f"/models/{m['id']}/unload")
             time.sleep(0.2)
-    return False
+    return False, [f"{m['id']}: {m['state']} busy={m.get('busy')} queued={m.get('queued')} error={m.get('error')}"
+                   for m in busy]
 
 
-def _checkpoint(url: str, pid: int, traffic: Traffic, settle_s: float) -> dict[str, int]:
+def _checkpoint(url: str, pid: int, traffic: Traffic, settle_s: float, unload_s: float) -> dict[str, Any]:
     """Counts in a fixed state: traffic paused, its connections closed, nothing loaded, then
     ``settle_s`` for idle worker threads to expire (anyio's do after 10 s idle, pruned by the next
     sync request, which this makes); the median of 3 reads."""
     traffic.pause()
-    settled = _unload_all(url)
+    settled, stuck = _unload_all(url, unload_s)
     time.sleep(settle_s)
     # anyio prunes workers idle for 10 s only when the next sync route takes one: ask once, so
     # the count holds exactly one idle worker instead of however many the last burst left
@@ -242,10 +246,20 @@ def _checkpoint(url: str, pid: int, traffic: Traffic, settle_s: float) -> dict[s
     for _ in range(3):
         reads.append(process_counts(pid))
         time.sleep(0.3)
-    point = {key: sorted(r[key] for r in reads)[1] for key in reads[0]}
+    point: dict[str, Any] = {key: sorted(r[key] for r in reads)[1] for key in reads[0]}
     point["settled"] = int(settled)
+    point["stuck"] = stuck
     traffic.resume()
     return point
+
+
+def _dump_if_stuck(point: dict[str, Any], pid: int) -> None:
+    """A checkpoint that did not settle: the server writes every thread's stack to its log
+    (``serve`` dumps them on SIGUSR1), which the figures' ``server_log_tail`` carries."""
+    if not point["settled"]:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGUSR1)
+            time.sleep(1.0)
 
 
 def _series(samples: Sequence[dict[str, Any]], key: str, scale: float = 1.0) -> dict[str, float]:
@@ -277,9 +291,12 @@ def _soak(folder: Path, seed: int, duration_s: float, warmup_s: float, sample_s:
         sampler.start()
         traffic.start()
         time.sleep(warmup_s)
-        baseline = _checkpoint(served.url, pid, traffic, settle_s)
+        unload_s = 30.0 if duration_s < 120 else 120.0
+        baseline = _checkpoint(served.url, pid, traffic, settle_s, unload_s)
+        _dump_if_stuck(baseline, pid)
         time.sleep(max(0.0, duration_s - warmup_s))
-        final = _checkpoint(served.url, pid, traffic, settle_s)
+        final = _checkpoint(served.url, pid, traffic, settle_s, unload_s)
+        _dump_if_stuck(final, pid)
         traffic.stop()
         stop_sampling.set()
         sampler.join(10)
@@ -291,6 +308,8 @@ def _soak(folder: Path, seed: int, duration_s: float, warmup_s: float, sample_s:
             exit_status = None
         term_s = time.monotonic() - term_started
         left_after_term = _wait_gone(mark, 10)
+        stuck = not (baseline["settled"] and final["settled"])
+        log_tail = served.stderr_lines[-400:] if stuck else served.stderr_lines[-20:]
     ops = {kind: sum(by.values()) for kind, by in traffic.counts.items() if kind != "stream_error"}
     bound = max(24 * MiB, baseline["rss"] // 10)
     growth = {key: final[key] - baseline[key] for key in ("rss", "fds", "threads", "children", "runners")}
@@ -307,6 +326,7 @@ def _soak(folder: Path, seed: int, duration_s: float, warmup_s: float, sample_s:
         "growth": {**growth, "rss_mb": round(growth["rss"] / MiB, 1)},
         "rss_bound_mb": round(bound / MiB, 1),
         "sigterm": {"exit_status": exit_status, "seconds": round(term_s, 2), "left": left_after_term},
+        "server_log_tail": log_tail,
     }
 
 

@@ -75,6 +75,8 @@ def test_serve_answers_refuses_a_second_console_and_stops_cleanly(workdir: Path)
         assert status["models"]["total"] == 2
         runners = psutil.Process(proc.pid).children(recursive=True)
         assert runners, "a loaded model has a runner process"
+        proc.send_signal(signal.SIGUSR1)  # every thread's stack to the log; serving goes on
+        assert httpx.get(f"{base}/system/health", timeout=10).status_code == 200
 
         frames: list[tuple[str, dict[str, object]]] = []
         first_token = threading.Event()
@@ -97,6 +99,7 @@ def test_serve_answers_refuses_a_second_console_and_stops_cleanly(workdir: Path)
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
+        assert "most recent call first" in err and "serve.py" in err, err[-2000:]  # the SIGUSR1 dump
         reader.join(10)
         assert not reader.is_alive()
         kinds = [kind for kind, _ in frames]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import signal
 import socket
 import sys
@@ -97,6 +98,7 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
         raise OrinError(f"--token {problem}")
     check_bind(host, token)
 
+    _stacks_on_sigusr1()
     with hold_instance(settings.state_dir, "serve", _url(host, port)) as lock, create_core(settings) as core:
         app = create_app(core, token=token, bind_host=host)
         config = uvicorn.Config(app, host=host, port=port, log_level=args.log_level, lifespan="off",
@@ -110,6 +112,15 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
         ctx.err.print("orin-console: stopping: streams ended, closing the core", markup=False)
     ctx.err.print("orin-console: stopped cleanly (no runner left)", markup=False)
     return 0
+
+
+def _stacks_on_sigusr1() -> None:
+    """``kill -USR1 <pid>`` writes every thread's stack to stderr (the service's log) and the
+    server goes on: how a hang in a long-running ``serve`` is diagnosed without stopping it."""
+    import faulthandler
+
+    with contextlib.suppress(AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
 
 
 class _Server:
