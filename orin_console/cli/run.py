@@ -17,6 +17,7 @@ shuts down cleanly).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ from orin_console.core.lifecycle import ConsoleTerminated
 from orin_console.core.manager.types import ModelBusy, ModelUnavailable
 from orin_console.core.memory.admission import AdmissionRefused
 from orin_console.core.runner import RunnerError
-from orin_console.core.text import sanitize
+from orin_console.core.text import StreamSanitizer, sanitize
 
 EXIT_SERVE_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -199,11 +200,12 @@ def _serve(stream: EngineStream, args: argparse.Namespace, ctx: Context, progres
     out = sys.stdout
     tail = "\n"
     interrupted = False
+    clean = StreamSanitizer(replacement="")  # an emoji's ZWJ may end one piece: held for the next
     try:
-        for piece in stream:
+        for piece in itertools.chain(stream, (None,)):  # None: the end, where a held joiner is decided
             progress.end()
             if not args.json:
-                text = _clean(piece)
+                text = clean.feed(piece) if piece is not None else clean.flush()
                 if text:
                     out.write(text)
                     out.flush()

@@ -37,7 +37,7 @@ from orin_console.core.errors import OrinError
 from orin_console.core.manager.types import ModelBusy
 from orin_console.core.memory.admission import AdmissionRefused
 from orin_console.core.runner.messages import RunnerError
-from orin_console.core.text import sanitize
+from orin_console.core.text import StreamSanitizer, sanitize
 
 __all__ = ["MODES", "ChatPane", "describe_error", "footer_line"]
 
@@ -226,6 +226,7 @@ class ChatPane(Widget, can_focus=False):
         self._tail: Static | None = None
         self._meta: Static | None = None
         self._text = ""
+        self._clean = StreamSanitizer()  # an emoji's ZWJ may end one burst
         self._rendered = 0
         self._parser = MarkdownIt("gfm-like")
         self._ready = False
@@ -355,7 +356,7 @@ class ChatPane(Widget, can_focus=False):
         self._tail = Static("", classes="chat-answer-tail")
         self._tail.display = False
         self._meta = Static(Text("routing…"), classes="chat-meta")
-        self._text, self._rendered = "", 0
+        self._text, self._rendered, self._clean = "", 0, StreamSanitizer()
         await log.mount_all([Static(Text("> " + sanitize(prompt, multiline=True)), classes="chat-prompt"),
                              self._tail, self._meta])
         with self._lock:
@@ -418,7 +419,7 @@ class ChatPane(Widget, can_focus=False):
             self._flush_posted = False
         if self._tail is None:
             return
-        self._text += sanitize(text, multiline=True)
+        self._text += self._clean.feed(text) + (self._clean.flush() if final else "")
         rest = self._text[self._rendered:]
         done = rest if final else self._complete_blocks(rest)
         if done:
