@@ -197,7 +197,8 @@ def test_a_late_console_gets_everything_to_draw_at_once(core: Core) -> None:
     assert {"pid", "predicted_bytes", "measured_bytes", "notes", "busy", "queued"} <= set(models["alpha"])
     assert [t["tier"] for t in snap["status"]["tiers"]] == ["ram", "swap"]
     assert [e["id"] for e in snap["catalog"]] == ["alpha", "beta"]
-    assert {"path", "tasks", "tier", "context", "priority", "pin"} <= set(snap["catalog"][0])
+    assert {"path", "tasks", "tier", "context", "priority", "pin", "facts"} <= set(snap["catalog"][0])
+    assert snap["catalog"][0]["facts"]["quantization"] == "F32" and snap["catalog"][0]["facts"]["file_size"] > 0
     assert snap["usage"]["alpha"]["requests"] == 1
     assert set(snap["budgets"]) == {"ram", "swap", "max_model", "reserve"}
     assert snap["telemetry"]["source"] == "psutil" and len(snap["telemetry_history"]) >= 1

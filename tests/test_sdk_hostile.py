@@ -200,7 +200,8 @@ JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
 
 
 @pytest.mark.parametrize("kind", [
-    "AddPreview", "AddResult", "ApplyResult", "GenerationResult", "Health", "ModelInfo", "ModelStats", "MoveOutcome",
+    "AddPreview", "AddResult", "ApplyResult", "FileFacts", "GenerationResult", "Health", "ModelInfo", "ModelStats",
+    "MoveOutcome",
     "Operation", "PlacementMove", "PlacementPlan", "PlanVerdict", "ProposedModel", "SystemStatus", "TierInfo",
     "BatchFailure", "Routed", "ServerEvent", "Suggestion",
 ])
@@ -216,3 +217,19 @@ def test_every_result_type_reads_any_json_object(kind: str, data: st.DataObject)
     assert dict(result) == body
     with pytest.raises(TypeError):
         cls.from_dict([body])
+
+
+def test_model_facts_of_the_wrong_type_are_missing_never_coerced() -> None:
+    from orin_console.client import FileFacts, ModelInfo
+
+    good = {"file_size": 437472, "quantization": "Q4_K_M", "architecture": "llama", "n_params": 107328,
+            "context_length": 2048, "name": "tiny", "problem": None}
+    info = ModelInfo.from_dict({"id": "alpha", "state": "ready", "facts": good})
+    assert info.facts == FileFacts(437472, "Q4_K_M", "llama", 107328, 2048, "tiny", None)
+    assert info.facts is not None and info.facts["quantization"] == "Q4_K_M"
+    hostile = {"file_size": "437472", "quantization": 4, "architecture": ["llama"], "n_params": -1,
+               "context_length": True, "name": {"x": 1}, "problem": 1.5}
+    assert ModelInfo.from_dict({"id": "a", "facts": hostile}).facts == FileFacts()
+    assert ModelInfo.from_dict({"id": "a", "facts": 1.0e308}).facts is None
+    assert ModelInfo.from_dict({"id": "a", "facts": [good]}).facts is None
+    assert ModelInfo.from_dict({"id": "a"}).facts is None  # an older server

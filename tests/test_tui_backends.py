@@ -9,6 +9,7 @@ the ``console`` fixture: the widgets do not know which back end they talk to.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -31,6 +32,7 @@ from orin_console.tui.screens.add_models import AddModelsScreen
 from orin_console.tui.screens.confirm import ConfirmScreen
 from orin_console.tui.screens.plan import PlanScreen
 from orin_console.tui.widgets.catalog import CatalogTable
+from orin_console.tui.widgets.figures import short_size
 from orin_console.tui.widgets.log import LogPane
 
 from api_live import live_server
@@ -118,6 +120,8 @@ def test_load_move_unload_with_confirmation_and_pin(console: tuple[Core, Console
         await settle(pilot, lambda: logged(app, "alpha: ready in ram"), what="the load in the log")
         await pilot.press("s")
         await settle(pilot, lambda: state(core, "alpha") == (ModelState.READY, "swap"), what="alpha in swap")
+        # the keys act on what the console shows: attached, the move's end arrives a moment later
+        await settle(pilot, lambda: shown(app, "alpha") == (ModelState.READY, "swap"), what="the console to show it")
         await pilot.press("r")
         await settle(pilot, lambda: state(core, "alpha") == (ModelState.READY, "ram"), what="alpha back in ram")
         await settle(pilot, lambda: logged(app, "alpha: moving swap → ram"), what="the move in the log")
@@ -207,6 +211,32 @@ def test_the_add_dialog_checks_and_adds_a_file(console: tuple[Core, ConsoleBacke
 
     drive(core, backend, scenario)
     assert name in core.manager.catalog
+
+
+def test_the_catalogs_size_and_quant_cells_read_the_same_in_both_back_ends(
+    console: tuple[Core, ConsoleBackend], served: tuple[Core, str, Path]
+) -> None:
+    """The file facts come from the headers in process and from ``GET /models/list`` attached:
+    the same cells either way, an invalid file included (beta's bytes broken for this test)."""
+    core, backend = console
+    folder = served[2]
+    beta = folder / "beta.gguf"
+    good = beta.read_bytes()
+    size = short_size(os.path.getsize(folder / "alpha.gguf"))
+
+    def cells(app: OrinApp) -> tuple[str, ...]:
+        table = app.query_one(CatalogTable).table
+        return tuple(str(table.get_cell(mid, key)) for mid in ("alpha", "beta") for key in ("size", "quant"))
+
+    async def scenario(app: OrinApp, pilot: Pilot[Any]) -> None:
+        expected = (size, "F32", "—", "invalid")
+        await settle(pilot, lambda: cells(app) == expected, what=f"the cells {expected}")
+
+    beta.write_bytes(b"\x00" * 64)
+    try:
+        drive(core, backend, scenario)
+    finally:
+        beta.write_bytes(good)
 
 
 # -- attached only --------------------------------------------------------------------------

@@ -227,15 +227,42 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+FILE_FACTS_EXAMPLE: dict[str, Any] = {
+    "file_size": 397808192, "quantization": "Q4_K_M", "architecture": "qwen2", "n_params": 494032768,
+    "context_length": 32768, "name": "Qwen2.5 0.5B Instruct", "problem": None}
+
+
+class FileFacts(BaseModel):
+    """What the model file's GGUF header says (read once per file and cached by its real path,
+    size and modification time). Every field is null when the header cannot be read; `problem`
+    then says why. Texts from the file are sanitised."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        FILE_FACTS_EXAMPLE,
+        {"file_size": None, "quantization": None, "architecture": None, "n_params": None,
+         "context_length": None, "name": None,
+         "problem": "magic: expected b'GGUF' at offset 0, found b'\\x00\\x00\\x00\\x00'; not a GGUF file"},
+    ]})
+
+    file_size: int | None = Field(description="The file's size in bytes.")
+    quantization: str | None = Field(description="`Q4_K_M` and the like.")
+    architecture: str | None = Field(description="`general.architecture`, e.g. `llama`.")
+    n_params: int | None = Field(description="Parameters (elements over all tensors).")
+    context_length: int | None = Field(description="The context the model was trained with.")
+    name: str | None = Field(None, description="`general.name`, when the file has one.")
+    problem: str | None = Field(description="Why the header cannot be read, or the entry's context is above the "
+                                            "trained one (with the fix); null when all is well.")
+
+
 class ModelInfo(BaseModel):
-    """One catalog model: its entry, where it runs, its memory and its usage."""
+    """One catalog model: its entry, where it runs, its memory, its usage and its file's facts."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": "qwen-0.5b", "file": "models/qwen2.5-0.5b-instruct-q4_k_m.gguf", "tasks": ["chat"],
         "context": 2048, "preferred_tier": "ram", "tier": "ram", "target_tier": None, "state": "ready",
         "pin": False, "progress": None, "predicted_bytes": 612000000, "measured_bytes": 598000000,
         "resident": "pinned", "error": None, "busy": False, "queued": 0, "requests": 12,
-        "tok_per_s": 41.3, "notes": []}]})
+        "tok_per_s": 41.3, "notes": [], "facts": FILE_FACTS_EXAMPLE}]})
 
     id: str
     file: str | None
@@ -256,6 +283,7 @@ class ModelInfo(BaseModel):
     requests: int
     tok_per_s: float | None
     notes: list[str]
+    facts: FileFacts | None = Field(None, description="The file's header facts (null: the entry is gone).")
 
 
 class ModelList(BaseModel):
@@ -419,3 +447,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 """``responses=`` for routes, so ``/docs`` shows the error shape at each status."""
+
+EDIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    507: {"model": ErrorResponse, "description": "`DiskFull`: the catalog could not be saved because its file system "
+                                                 "is full (or the quota used up); the message names the folder. Free "
+                                                 "space there and retry: the catalog on disk is unchanged"},
+}
+"""``responses=`` for the routes that edit the catalog (add, pin)."""

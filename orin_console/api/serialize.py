@@ -227,15 +227,18 @@ def usage_to_dict(record: UsageRecord) -> dict[str, Any]:
             "tok_per_s": to_jsonable(record.tok_per_s)}
 
 
-def model_info(status: ModelStatus, entry: CatalogEntry | None, usage: UsageRecord | None = None) -> dict[str, Any]:
+def model_info(status: ModelStatus, entry: CatalogEntry | None, usage: UsageRecord | None = None,
+               facts: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The API's ModelInfo: ``{"id", "file", "tasks", "preferred_tier", "tier", "state",
     "pin", "progress", "predicted_bytes", "measured_bytes", "resident", "error", "requests",
-    "tok_per_s", "notes"}`` plus ``target_tier``, ``busy``, ``queued``, ``context``.
+    "tok_per_s", "notes"}`` plus ``target_tier``, ``busy``, ``queued``, ``context``, ``facts``.
 
     Args:
         status: the manager's status of the model.
         entry: its catalog entry (None: ``file``/``tasks`` unknown, e.g. just removed).
         usage: its usage record (None: no requests yet).
+        facts: its file's header facts (:func:`orin_console.api.facts.facts_to_dict`; None:
+            unknown, e.g. the entry was just removed).
     """
     return {
         "id": _text(status.model_id),
@@ -257,6 +260,7 @@ def model_info(status: ModelStatus, entry: CatalogEntry | None, usage: UsageReco
         "requests": usage.requests if usage is not None else 0,
         "tok_per_s": to_jsonable(usage.tok_per_s) if usage is not None else None,
         "notes": [_text(n) for n in status.notes],
+        "facts": dict(facts) if facts is not None else None,
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from orin_console.api.facts import catalog_facts
 from orin_console.api.serialize import plan_to_dict, sample_to_dict, to_jsonable, usage_to_dict
 from orin_console.core import Core
 from orin_console.core.text import sanitize
@@ -57,8 +58,12 @@ def budgets_of(core: Core) -> dict[str, int]:
 
 def catalog_of(core: Core) -> list[dict[str, Any]]:
     """Every catalog entry with all its fields (``id``, ``path``, ``tasks``, ``tier``,
-    ``context``, ``priority``, ``pin``, ``sha256``...), in catalog order."""
-    out: list[dict[str, Any]] = to_jsonable([entry.model_dump(mode="json") for entry in core.manager.catalog])
+    ``context``, ``priority``, ``pin``, ``sha256``...) and ``facts``, its file's header facts
+    (:func:`~orin_console.api.facts.facts_to_dict`), in catalog order."""
+    catalog = core.manager.catalog
+    facts = catalog_facts(core, catalog)
+    out: list[dict[str, Any]] = to_jsonable([{**entry.model_dump(mode="json"), "facts": facts.get(entry.id)}
+                                             for entry in catalog])
     return out
 
 

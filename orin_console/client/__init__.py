@@ -34,6 +34,7 @@ from orin_console.client.types import (
     AddResult,
     BatchFailure,
     BatchItem,
+    FileFacts,
     GenerationResult,
     Health,
     ModelInfo,
@@ -49,8 +50,9 @@ from orin_console.client.types import (
 
 __all__ = [
     "DEFAULT_BASE_URL", "AddPreview", "AddRefusal", "AddResult", "AdmissionRefusedError", "ApplyResult",
-    "AuthenticationError", "BatchFailure", "BatchItem", "BusyError", "GenerationResult", "Health", "InferenceAPI",
-    "ModelInfo", "ModelStats", "ModelsAPI", "MoveOutcome", "NotFoundError", "Operation", "OperationFailedError",
+    "AuthenticationError", "BatchFailure", "BatchItem", "BusyError", "FileFacts", "GenerationResult", "Health",
+    "InferenceAPI", "ModelInfo", "ModelStats", "ModelsAPI", "MoveOutcome", "NotFoundError", "Operation",
+    "OperationFailedError",
     "OrinAPIError", "OrinClient", "OrinClientError", "OrinConnectionError", "OrinTimeoutError",
     "PermissionDeniedError", "PlacementAPI", "PlacementMove", "PlacementPlan", "PlanVerdict", "ProposedModel",
     "Routed", "ServerError", "ServerEvent", "Suggestion", "SystemAPI", "SystemStatus", "TextStream", "TierInfo",

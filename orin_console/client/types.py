@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 __all__ = [
-    "AddRefusal", "AddResult", "BatchFailure", "BatchItem", "GenerationResult", "Health", "ModelInfo",
+    "AddRefusal", "AddResult", "BatchFailure", "BatchItem", "FileFacts", "GenerationResult", "Health", "ModelInfo",
     "ModelStats", "Operation", "PlanVerdict", "Routed", "ServerEvent", "Suggestion", "SystemStatus",
     "TierInfo",
 ]
@@ -166,6 +166,48 @@ class SystemStatus(Record):
         return next((t for t in self.tiers if t.tier == name), None)
 
 
+def _size(value: Any) -> int | None:
+    """A count or a size the server sent: a non-negative JSON integer, else unknown."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _text(value: Any) -> str | None:
+    """A text the server sent: a JSON string, else unknown (never ``str()`` of another type)."""
+    return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class FileFacts(Record):
+    """What a model file's GGUF header says (``ModelInfo.facts``). Every field is None when the
+    server could not read the header (``problem`` says why) or sent something else than the
+    documented JSON type (an older or a broken server).
+
+    Attributes:
+        file_size: the file's size in bytes.
+        quantization: ``Q4_K_M`` and the like.
+        architecture: ``general.architecture`` (``llama``...).
+        n_params: parameters.
+        context_length: the context the model was trained with.
+        name: ``general.name``, when the file has one.
+        problem: why the header cannot be read, or the entry's context is above the trained one.
+    """
+
+    file_size: int | None = None
+    quantization: str | None = None
+    architecture: str | None = None
+    n_params: int | None = None
+    context_length: int | None = None
+    name: str | None = None
+    problem: str | None = None
+
+    @classmethod
+    def _parse(cls, data: Mapping[str, Any]) -> FileFacts:
+        return cls(file_size=_size(data.get("file_size")), quantization=_text(data.get("quantization")),
+                   architecture=_text(data.get("architecture")), n_params=_size(data.get("n_params")),
+                   context_length=_size(data.get("context_length")), name=_text(data.get("name")),
+                   problem=_text(data.get("problem")), raw=data)
+
+
 @dataclass(frozen=True)
 class ModelInfo(Record):
     """A catalog model and its state (``GET /models/{id}``).
@@ -186,6 +228,8 @@ class ModelInfo(Record):
         requests: generations served.
         tok_per_s: its recent generation speed.
         notes: plain sentences about it (CPU only, not pinned and why...).
+        facts: its file's header facts (size, quantisation...); None from a server that does
+            not send them, or for an entry just removed.
     """
 
     id: str
@@ -207,6 +251,7 @@ class ModelInfo(Record):
     busy: bool = False
     queued: int = 0
     context: int | None = None
+    facts: FileFacts | None = None
 
     @property
     def loaded(self) -> bool:
@@ -224,7 +269,8 @@ class ModelInfo(Record):
             error=_opt_str(data.get("error")), requests=_opt_int(data.get("requests")) or 0,
             tok_per_s=_opt_float(data.get("tok_per_s")), notes=_strs(data.get("notes")),
             target_tier=_opt_str(data.get("target_tier")), busy=bool(data.get("busy", False)),
-            queued=_opt_int(data.get("queued")) or 0, context=_opt_int(data.get("context")), raw=data)
+            queued=_opt_int(data.get("queued")) or 0, context=_opt_int(data.get("context")),
+            facts=FileFacts.from_dict(facts) if isinstance(facts := data.get("facts"), Mapping) else None, raw=data)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,9 @@ from fastapi.responses import JSONResponse
 
 from orin_console.api.deps import CoreDep, app_state
 from orin_console.api.errors import error_body, status_for
+from orin_console.api.facts import catalog_facts, entry_facts
 from orin_console.api.schemas import (
+    EDIT_RESPONSES,
     ERROR_RESPONSES,
     MODEL_ID_PATTERN,
     AddModelRequest,
@@ -65,7 +67,7 @@ MAX_OPERATIONS = 256
 
 ADD_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": AddPreview, "description": "`dry_run`: what would be added (nothing is written)"},
-    **ERROR_RESPONSES,
+    **EDIT_RESPONSES,
     403: {"model": ErrorResponse, "description": "The path is outside the configured model folders"},
 }
 
@@ -143,7 +145,8 @@ def _info(core: Core, model_id: str, status: ModelStatus | None = None) -> dict[
         entry = manager.catalog.get(model_id)
     except CatalogError:
         entry = None
-    return model_info(status, entry, manager.usage.get(model_id))
+    facts = entry_facts(core, entry) if entry is not None else None
+    return model_info(status, entry, manager.usage.get(model_id), facts)
 
 
 def _refuse(status: int, kind: str, message: str, **extra: Any) -> JSONResponse:
@@ -170,11 +173,13 @@ def _start(request: Request, core: Core, model_id: str, action: str, tier: str |
 
 @router.get("/models/list", response_model=ModelList, summary="Every catalog model")
 def list_models(core: CoreDep) -> dict[str, Any]:
-    """Each model's entry, state, tier, memory (predicted and measured) and usage."""
+    """Each model's entry, state, tier, memory (predicted and measured), usage and file facts
+    (size, quantisation...: each file's header is read once and cached by path, size and mtime)."""
     manager = core.manager
     statuses = {s.model_id: s for s in manager.model_statuses()}
     usage = manager.usage.snapshot()
-    models = [model_info(statuses[entry.id], entry, usage.get(entry.id))
+    facts = catalog_facts(core)
+    models = [model_info(statuses[entry.id], entry, usage.get(entry.id), facts.get(entry.id))
               for entry in manager.catalog if entry.id in statuses]
     return {"models": models}
 
@@ -231,7 +236,7 @@ def add_model(body: AddModelRequest, core: CoreDep) -> Any:
 
 @router.get("/models/{model_id}", response_model=ModelInfo, responses=ERROR_RESPONSES, summary="One model")
 def show_model(model_id: ModelIdPath, core: CoreDep) -> dict[str, Any]:
-    """The model's entry, state, tier, memory and usage (404 for an unknown id)."""
+    """The model's entry, state, tier, memory, usage and file facts (404 for an unknown id)."""
     return _info(core, model_id)
 
 
@@ -260,7 +265,7 @@ def unload_model(model_id: ModelIdPath, request: Request, core: CoreDep) -> JSON
     return _start(request, core, model_id, "unload", "disk")
 
 
-@router.post("/models/{model_id}/pin", response_model=ModelInfo, responses=ERROR_RESPONSES,
+@router.post("/models/{model_id}/pin", response_model=ModelInfo, responses=EDIT_RESPONSES,
              summary="Pin or unpin")
 def pin_model(model_id: ModelIdPath, body: PinRequest, core: CoreDep) -> dict[str, Any]:
     """A pinned model keeps its tier when the usage-based plan is applied."""

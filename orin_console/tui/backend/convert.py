@@ -9,10 +9,11 @@ exception that would end the event stream.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orin_console.core.catalog.store import TASKS, Catalog, CatalogEntry
 from orin_console.core.engine.selection import Candidate, Selection
@@ -32,18 +33,28 @@ from orin_console.core.events.kinds import (
     TelemetrySourceChanged,
     TierUsageChanged,
 )
+from orin_console.core.file_facts import FileFacts as CoreFileFacts
 from orin_console.core.manager.types import ModelState, ModelStatus, SystemStatus, TierUsage
 from orin_console.core.memory.admission import Decision, Limit, Suggestion
 from orin_console.core.placement.optimiser import MoveOutcome
 from orin_console.core.placement.plan import Move, Plan
 from orin_console.core.placement.usage import UsageRecord
 from orin_console.core.telemetry.base import Sample
+from orin_console.core.text import sanitize
 from orin_console.core.tier import Tier
 
+if TYPE_CHECKING:
+    from orin_console.tui.widgets.catalog import FileFacts
+
 __all__ = [
-    "catalog", "decision", "event", "model_status", "move_outcome", "plan", "result", "sample",
-    "system_status", "tier_usage", "usage",
+    "catalog", "decision", "event", "facts_from_core", "file_facts", "model_status", "move_outcome", "plan",
+    "result", "sample", "system_status", "tier_usage", "usage",
 ]
+
+MAX_FACT_CHARS = 64
+"""The longest quantisation name kept from a server (a real one is under 16 characters)."""
+MAX_PROBLEM_CHARS = 500
+"""The longest problem text kept from a server."""
 
 
 def _map(value: Any) -> Mapping[str, Any]:
@@ -58,18 +69,24 @@ def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _number(value: Any) -> bool:
+    """A JSON number that means one: not a bool, not NaN or an infinity (Python's JSON reader
+    takes ``NaN`` and ``Infinity``, and ``int()`` of them raises)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
 def _int(value: Any, default: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return default
-    return int(value)
+    return int(value) if _number(value) else default
 
 
 def _opt_int(value: Any) -> int | None:
-    return None if isinstance(value, bool) or not isinstance(value, int | float) else int(value)
+    return int(value) if _number(value) else None
 
 
 def _opt_float(value: Any) -> float | None:
-    return None if isinstance(value, bool) or not isinstance(value, int | float) else float(value)
+    return float(value) if _number(value) else None
 
 
 def _list(value: Any) -> list[Any]:
@@ -165,7 +182,7 @@ def sample(data: Any, *, now: float | None = None) -> Sample:
         nvpmodel=_opt_str(d.get("nvpmodel")),
         jetson_clocks=d.get("jetson_clocks") if isinstance(d.get("jetson_clocks"), bool) else None,
         gpu_process_bytes=None if not isinstance(procs, Mapping) else
-        {int(k): _int(v) for k, v in procs.items() if str(k).isdigit()},
+        {int(k): _int(v) for k, v in procs.items() if str(k).isdecimal() and len(str(k)) <= 10},
         notes=_strs(d.get("notes")))
 
 
@@ -284,3 +301,42 @@ def event(kind: str, data: Any) -> Event | None:
                             _str(d.get("reason"), "subscribed"), _int(d.get("dropped")),
                             _opt_str(d.get("error")), **ts)
     return None
+
+
+def _fact_text(value: Any, limit: int) -> str | None:
+    """A text from outside, sanitised and cut to ``limit`` characters (None: not a text, or empty)."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = sanitize(value[: limit + 1])
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _fact_count(value: Any) -> int | None:
+    """A size: a non-negative JSON integer (a float, a bool, a string or a negative is unknown)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _widget_facts(size: Any, quantization: Any, problem: Any) -> FileFacts:
+    from orin_console.tui.widgets.catalog import FileFacts
+
+    return FileFacts(_fact_count(size), _fact_text(quantization, MAX_FACT_CHARS),
+                     _fact_text(problem, MAX_PROBLEM_CHARS))
+
+
+def facts_from_core(facts: CoreFileFacts) -> FileFacts:
+    """The catalog table's facts of one file, from the core's (the in-process console)."""
+    return _widget_facts(facts.file_size, facts.quantization, facts.problem)
+
+
+def file_facts(models: Any) -> dict[str, FileFacts]:
+    """Each model's file facts as ``GET /models/list`` shows them (``facts`` of each ModelInfo:
+    ``file_size``, ``quantization``, ``problem``), by id. Nothing is trusted: a field of another
+    type is a missing fact; a model without ``facts`` (an older server) has none."""
+    out: dict[str, FileFacts] = {}
+    for m in models if isinstance(models, list) else ():
+        d = _map(m)
+        mid = d.get("id")
+        if isinstance(mid, str):
+            f = _map(d.get("facts"))
+            out[mid] = _widget_facts(f.get("file_size"), f.get("quantization"), f.get("problem"))
+    return out

@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from orin_console.core.catalog.add import AddResult
 from orin_console.core.catalog.store import Catalog
+from orin_console.core.file_facts import FileFactsCache
 from orin_console.core.manager.types import ModelStatus
 from orin_console.core.memory.admission import Decision
 from orin_console.core.placement.current import current_plan
 from orin_console.core.placement.optimiser import MoveOutcome, apply
 from orin_console.core.placement.plan import Move, Plan
 from orin_console.core.units import format_size
+from orin_console.tui.backend import convert
 from orin_console.tui.bridge import CoreBridge
 
 if TYPE_CHECKING:
@@ -62,6 +64,8 @@ class InProcessBackend:
         self.core = core
         self.chat: ChatEngine = LocalChat(core.engine)
         self._bridge: CoreBridge | None = None
+        # each header read once per file (the manager's prediction cache reads it), as the API does
+        self._facts = FileFactsCache(core.manager.predictions.header)
 
     @property
     def telemetry(self) -> bool:
@@ -123,6 +127,4 @@ class InProcessBackend:
         return self.core.manager.add_models(path)
 
     def file_facts(self, catalog: Catalog) -> dict[str, FileFacts]:
-        from orin_console.tui.widgets.catalog import file_facts
-
-        return file_facts(catalog)
+        return {mid: convert.facts_from_core(f) for mid, f in self._facts.for_catalog(catalog).items()}

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from textual.app import App
 
     from orin_console.core.placement.usage import UsageRecord
+    from orin_console.tui.widgets.catalog import FileFacts
 
 __all__ = ["MAX_BACKOFF_S", "SILENCE_S", "RemoteBackend"]
 
@@ -105,6 +106,7 @@ class RemoteBackend(RemoteCatalogOps):
         self._memory = (0, 0, 0)
         self._catalog: Catalog | None = None
         self._usage: dict[str, UsageRecord] = {}
+        self._facts: dict[str, FileFacts] = {}
         self._telemetry_seen = False
         self._relay: _Relay | None = None
         self._app: App[Any] | None = None
@@ -233,8 +235,8 @@ class RemoteBackend(RemoteCatalogOps):
                 self._memory = (available, swap_free, self._memory[2])
 
     async def _refresh_catalog(self) -> None:
-        """The catalog, usage figures and the models' volatile fields from ``GET /models/list``
-        (one fetch at a time)."""
+        """The catalog, usage figures, file facts and the models' volatile fields from ``GET
+        /models/list`` (one fetch at a time)."""
         if self._refresh_lock is None:
             self._refresh_lock = asyncio.Lock()
         async with self._refresh_lock:
@@ -243,6 +245,7 @@ class RemoteBackend(RemoteCatalogOps):
         with self._lock:
             self._catalog = convert.catalog(raw, _REMOTE_CATALOG)
             self._usage = convert.usage(raw)
+            self._facts = convert.file_facts(raw)
             listed = {info.id for info in models}
             for gone in [m for m in self._models if m not in listed]:  # removed from the catalog
                 del self._models[gone]

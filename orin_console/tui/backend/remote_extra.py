@@ -17,6 +17,7 @@ server (:class:`~orin_console.tui.backend.NotSupported`), never a bare "not foun
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Coroutine, Mapping
 from concurrent.futures import Future
 from pathlib import Path
@@ -59,6 +60,8 @@ class RemoteCatalogOps:
     client: OrinClient
     _catalog: Catalog | None
     _models: dict[str, ModelStatus]
+    _facts: dict[str, FileFacts]
+    _lock: threading.Lock
 
     if TYPE_CHECKING:
         def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T: ...
@@ -161,8 +164,11 @@ class RemoteCatalogOps:
         return AddResult(added, refused, self._catalog or Catalog(Path(self.url), ()))
 
     def file_facts(self, catalog: Catalog) -> dict[str, FileFacts]:
-        """The files are the server's: their size and quantisation are not read from here (the
-        catalog pane shows them as unknown, not as a problem)."""
+        """The files are the server's: their facts come with ``GET /models/list`` (the server
+        reads each header once), kept by the last catalog refresh; nothing is read here. A model
+        the server sent no facts for (an older server) shows them as unknown, not as a problem."""
         from orin_console.tui.widgets.catalog import FileFacts
 
-        return {entry.id: FileFacts(None, None, None) for entry in catalog}
+        with self._lock:
+            known = dict(self._facts)
+        return {entry.id: known.get(entry.id, FileFacts()) for entry in catalog}
