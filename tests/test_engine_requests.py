@@ -14,7 +14,7 @@ import pytest
 from orin_console.core import gguf
 from orin_console.core.engine.inference import Engine
 from orin_console.core.engine.streams import EngineStream
-from orin_console.core.engine.types import EngineError, ParameterError, Result, Route
+from orin_console.core.engine.types import EngineError, ParameterError, PromptTooLong, Result, Route
 from orin_console.core.events.kinds import GenerationFinished, GenerationStarted, TokenGenerated
 from orin_console.core.manager.types import ModelState
 from orin_console.testing.managers import make_core, make_manager
@@ -206,8 +206,15 @@ def test_a_prompt_far_beyond_the_models_context_is_refused_before_any_runner(wor
         engine = Engine(manager)
         entry = manager.catalog.get("alpha")
         too_long = "word " * (entry.context * 32 // 5 + 1)
-        with pytest.raises(EngineError, match=r"the prompt is \d+ bytes, far more than alpha's context"):
+        with pytest.raises(PromptTooLong, match=r"the prompt is \d+ bytes, far more than alpha's context") as info:
             engine.stream_quick(too_long, mode="manual", model="alpha")
-        with pytest.raises(EngineError, match="shorten it"):
+        assert isinstance(info.value, EngineError)  # every front end that handles EngineError still does
+        bound = entry.context * 32
+        assert (info.value.model_id, info.value.size, info.value.bound, info.value.context) == \
+            ("alpha", len(too_long), bound, entry.context)
+        assert f"context of {entry.context} tokens" in str(info.value)
+        assert f"at most about {bound} bytes" in str(info.value)
+        assert "shorten it, or use a model with a larger context" in str(info.value)
+        with pytest.raises(PromptTooLong, match="shorten it"):
             engine.stream_chat([{"role": "user", "content": too_long}], mode="manual", model="alpha")
         assert manager.model_status("alpha").state == ModelState.UNLOADED

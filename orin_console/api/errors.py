@@ -20,9 +20,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orin_console.core.cancel import Cancelled
 from orin_console.core.engine.selection import SelectionError
-from orin_console.core.engine.types import EngineError
+from orin_console.core.engine.types import EngineError, PromptTooLong
 from orin_console.core.errors import CatalogError, GGUFError, OrinError
-from orin_console.core.manager.types import ManagerClosed, ModelBusy, ModelUnavailable
+from orin_console.core.manager.types import ContextAboveTrained, ManagerClosed, ModelBusy, ModelUnavailable
 from orin_console.core.memory.admission import AdmissionRefused
 from orin_console.core.runner import RunnerError, RunnerInputError
 from orin_console.core.text import sanitize
@@ -36,9 +36,11 @@ STATUS_OF: tuple[tuple[type[BaseException], int], ...] = (
     (ManagerClosed, 503),      # shutting down
     (ModelUnavailable, 503),   # failed / removed while asked
     (RunnerInputError, 422),   # text a runner cannot take
+    (PromptTooLong, 413),      # a prompt far beyond the model's context: shorten it
     (EngineError, 422),        # bad generation parameters
     (SelectionError, 404),     # no model can serve / unknown model named
     (GGUFError, 422),          # the file is not a valid GGUF
+    (ContextAboveTrained, 422),  # the entry's context is above the model's trained one
     (CatalogError, 404),       # unknown model id (and catalog edit errors: see routes)
     (Cancelled, 499),          # the client went away
     (RunnerError, 502),        # the runner died or failed to load

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from orin_console.api.errors import status_for
 from orin_console.api.security import BodyTooLarge
 from orin_console.core.engine.selection import SelectionError
-from orin_console.core.engine.types import ParameterError
+from orin_console.core.engine.types import ParameterError, PromptTooLong
 from orin_console.core.errors import OrinError
 from orin_console.core.runner import RunnerInputError
 from orin_console.core.text import sanitize
@@ -79,6 +79,8 @@ def from_core(exc: OrinError, *, renamed: Mapping[str, str] | None = None) -> Op
     """A core error as an OpenAI error: the seed's status (422 becomes OpenAI's 400), the
     error class as the code, a :class:`ParameterError`'s field as ``param``; a selection
     error is a 409 here, like admission's refusal)."""
+    if isinstance(exc, PromptTooLong):  # what OpenAI answers (and its clients look for)
+        return OpenAIError(400, str(exc), code="context_length_exceeded")
     status = status_for(exc)
     if status == 422:
         status = 400

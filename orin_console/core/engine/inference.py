@@ -45,9 +45,9 @@ from orin_console.core.engine.types import (
     MAX_BATCH,
     MAX_REQUEST_ID_CHARS,
     BatchFailure,
-    EngineError,
     GenerationParams,
     ParameterError,
+    PromptTooLong,
     Result,
     Route,
     check_messages,
@@ -204,12 +204,15 @@ class Engine:
         """Refuse, before any runner tokenizes it, a prompt far too long for the chosen model's
         context (a 3 MB prompt kept a runner tokenizing until the watchdog killed it, 120 s).
         No tokenizer packs more than :data:`MAX_BYTES_PER_TOKEN` bytes of text into a token on
-        average, so this never refuses a prompt that fits; the runner's exact check stays."""
+        average, so this never refuses a prompt that fits; the runner's exact check stays.
+
+        Raises:
+            PromptTooLong: ``size`` bytes exceed that bound for the routed model's context.
+        """
         model_id = route.selection.model_id
         context = self.manager.catalog.get(model_id).context
         if size > context * MAX_BYTES_PER_TOKEN:
-            raise EngineError(f"the prompt is {size} bytes, far more than {model_id}'s context of {context} "
-                              f"tokens can hold (at most about {context * MAX_BYTES_PER_TOKEN} bytes); shorten it")
+            raise PromptTooLong(model_id, size, context * MAX_BYTES_PER_TOKEN, context)
 
     # -- public: batches ------------------------------------------------------------------
 

@@ -320,7 +320,8 @@ class Selector:
         if scored.tier not in _ADMITTED and admissible is not None and not admissible(model):
             raise SelectionError(
                 f"model '{model}' is not loaded and cannot be admitted now: it does not fit the "
-                "free memory (or its file cannot be read: see `orin-console models list`); unload or "
+                "free memory (or its file cannot be read, or its context is above the model's trained one: "
+                "see `orin-console models list`); unload or "
                 "move a model, or pick a loaded one")
         return self._chosen(guess, "manual", scored, residency, usage, admissible,
                             ("chosen by the operator",))
@@ -339,7 +340,8 @@ class Selector:
             raise SelectionError(
                 f"no model can serve {guess.task}: every candidate is refused by admission "
                 f"({', '.join(skipped)}); unload or move a model to make room (a model whose file "
-                "cannot be read is refused too: see `orin-console models list`)")
+                "cannot be read, or whose context is above its trained one, is refused too: see "
+                "`orin-console models list`)")
         return _build(guess, mode, top, skipped, lead, compare=True)
 
 

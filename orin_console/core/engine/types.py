@@ -52,6 +52,29 @@ class ParameterError(EngineError):
         super().__init__(f"{field} = {shown}: must be {allowed}")
 
 
+class PromptTooLong(EngineError):
+    """A prompt far longer than the chosen model's context can hold, refused before any runner
+    tokenizes it (the API answers 413; the OpenAI-compatible routes 400
+    ``context_length_exceeded``, as OpenAI does).
+
+    Attributes:
+        model_id: the model the prompt was routed to.
+        size: the prompt's bytes (UTF-8).
+        bound: the most bytes that model's context could hold.
+        context: the model's context in tokens (its catalog entry's ``context``).
+    """
+
+    def __init__(self, model_id: str, size: int, bound: int, context: int) -> None:
+        self.model_id = model_id
+        self.size = size
+        self.bound = bound
+        self.context = context
+        super().__init__(f"the prompt is {size} bytes, far more than {model_id}'s context of {context} tokens "
+                         f"can hold (at most about {bound} bytes); shorten it, or use a model with a larger "
+                         f"context (or raise `context` in {model_id}'s entry in models.toml, up to the model's "
+                         "trained context)")
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

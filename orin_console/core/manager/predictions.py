@@ -25,7 +25,7 @@ from pathlib import Path
 from orin_console.core import gguf
 from orin_console.core.catalog.store import CatalogEntry
 from orin_console.core.gguf import GGUFInfo
-from orin_console.core.manager.types import ModelUnavailable
+from orin_console.core.manager.types import ContextAboveTrained, ModelUnavailable
 from orin_console.core.memory.measurements import Corrections, model_identity
 from orin_console.core.memory.prediction import Prediction, predict
 from orin_console.core.tier import Tier
@@ -155,8 +155,14 @@ class PredictionCache:
 
         Raises:
             GGUFError: the file is missing, truncated or not a GGUF the reader accepts.
+            ContextAboveTrained: the entry's context is above the model's trained context (a
+                hand edit of the catalog: ``models add`` refuses it, the catalog parser reads
+                no model files). Loads, plans and the optimiser all come through here.
         """
         info = self.header(path)
+        trained = info.context_length
+        if trained and entry.context > trained:
+            raise ContextAboveTrained(entry.id, entry.context, trained, str(path))
         key = file_identity(path)
         n_gpu = self.gpu_layers(tier, probe=probe)
         with self._lock:

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from orin_console.core.errors import OrinError
+from orin_console.core.text import sanitize_path
 from orin_console.core.tier import LOADED_TIERS, Tier
 
 if TYPE_CHECKING:
@@ -139,3 +140,28 @@ class ModelInTransition(ModelBusy):
 
 class ModelUnavailable(OrinError):
     """The model cannot serve: it failed to load, died, or was removed from the catalog."""
+
+
+class ContextAboveTrained(OrinError):
+    """A catalog entry asks for a context above the one its model was trained with.
+
+    ``models add --context`` refuses such a context; a hand edit of ``models.toml`` is not
+    caught by the catalog parser (it reads no model files), so the load refuses it, with the
+    entry, both numbers and the fix (the API answers 422).
+
+    Attributes:
+        model_id: the catalog entry.
+        context: the entry's ``context``.
+        trained: the model's trained context (``<arch>.context_length`` in its GGUF header).
+        path: the model file.
+    """
+
+    def __init__(self, model_id: str, context: int, trained: int, path: str) -> None:
+        self.model_id = model_id
+        self.context = context
+        self.trained = trained
+        self.path = path
+        super().__init__(f"`{model_id}`: its context {context} in the catalog is above the model's trained "
+                         f"context {trained} (the GGUF header of {sanitize_path(path)}); set context = {trained} "
+                         f"or less in the entry for '{model_id}' in models.toml (`orin-console models list` "
+                         "flags such entries)")
