@@ -264,8 +264,10 @@ def sanitize(text: str, *, multiline: bool = False, replacement: str = REPLACEME
         The cleaned text, the same object when there was nothing to replace.
     """
     if text.isascii():  # only the controls can be unsafe
+        if text.isprintable():  # no control at all (C speed; most stream pieces)
+            return text
         if not multiline:
-            return text if text.isprintable() else _ASCII_CONTROLS_ONE_LINE.sub(replacement, text)
+            return _ASCII_CONTROLS_ONE_LINE.sub(replacement, text)
         return text if _ASCII_CONTROLS.search(text) is None else _ASCII_CONTROLS.sub(replacement, text)
     if not multiline:
         if _CANDIDATE_ONE_LINE.search(text) is None:
@@ -299,7 +301,7 @@ class StreamSanitizer:
 
     def feed(self, piece: str) -> str:
         """The cleaned text that ``piece`` completes (may be empty while a run is held)."""
-        if not self._held and piece.isascii() and _ASCII_CONTROLS.search(piece) is None:  # the fast path
+        if not self._held and piece.isascii() and (piece.isprintable() or _ASCII_CONTROLS.search(piece) is None):
             if piece:
                 self._context = piece[-1]
             return piece
