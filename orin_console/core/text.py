@@ -53,7 +53,7 @@ variation selectors after an emoji can hold any bytes). The policy:
   scattered older pictographs (©, ®, ‼, ™, arrows, ⌚...).
 
   A joiner kept this way can still carry a bit of hidden information per letter pair, and a
-  flag six hidden letters: the channel is that narrow, and every flag shows. Streamed output
+  flag seven hidden letters: the channel is that narrow, and every flag shows. Streamed output
   arrives in pieces, and a piece may end between an emoji and its ZWJ;
   :class:`StreamSanitizer` holds back a trailing joiner, selector or tag run until the next
   piece decides it, so a stream is cleaned exactly as the whole text would be.
