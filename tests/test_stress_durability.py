@@ -92,8 +92,8 @@ def test_a_full_file_system_refuses_the_add_on_every_face_and_loses_nothing(tmp_
     else:
         assert figures["method"].startswith("tmpfs 64 KiB") and figures["filled_bytes"] > 0
     assert figures["cli"]["exit"] == 2 and figures["cli"]["ok"], figures["cli"]
-    assert figures["tui_add_path"]["raised"] == "FileSaveError" and figures["tui_add_path"]["ok"]
-    assert figures["api"]["status"] not in (201, 500) and figures["api"]["ok"], figures["api"]
+    assert figures["tui_add_path"]["raised"] == "DiskFull" and figures["tui_add_path"]["ok"]  # a FileSaveError
+    assert figures["api"]["status"] == 507 and figures["api"]["ok"], figures["api"]
     assert figures["catalog_unchanged"] and figures["temp_files_left"] == 0
     assert figures["after_freeing"]["entries"] == ["full-1", "full-2"] and figures["nothing_lost"]
     assert figures["ok"]

@@ -22,6 +22,7 @@ from orin_console.core.cancel import Cancelled
 from orin_console.core.engine.selection import SelectionError
 from orin_console.core.engine.types import EngineError, PromptTooLong
 from orin_console.core.errors import CatalogError, GGUFError, OrinError
+from orin_console.core.files import DiskFull
 from orin_console.core.manager.types import ContextAboveTrained, ManagerClosed, ModelBusy, ModelUnavailable
 from orin_console.core.memory.admission import AdmissionRefused
 from orin_console.core.runner import RunnerError, RunnerInputError
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 # Most specific first: the first class an error is an instance of decides.
 STATUS_OF: tuple[tuple[type[BaseException], int], ...] = (
     (AdmissionRefused, 409),   # would not fit: the body itemises why and what would help
+    (DiskFull, 507),           # a catalog edit found its file system full: free space there
     (ModelBusy, 429),          # the model's queue is full: retry shortly
     (ManagerClosed, 503),      # shutting down
     (ModelUnavailable, 503),   # failed / removed while asked

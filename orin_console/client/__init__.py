@@ -16,6 +16,7 @@ from orin_console.client.errors import (
     AdmissionRefusedError,
     AuthenticationError,
     BusyError,
+    DiskFullError,
     NotFoundError,
     OperationFailedError,
     OrinAPIError,
@@ -50,10 +51,10 @@ from orin_console.client.types import (
 
 __all__ = [
     "DEFAULT_BASE_URL", "AddPreview", "AddRefusal", "AddResult", "AdmissionRefusedError", "ApplyResult",
-    "AuthenticationError", "BatchFailure", "BatchItem", "BusyError", "FileFacts", "GenerationResult", "Health",
-    "InferenceAPI", "ModelInfo", "ModelStats", "ModelsAPI", "MoveOutcome", "NotFoundError", "Operation",
-    "OperationFailedError",
-    "OrinAPIError", "OrinClient", "OrinClientError", "OrinConnectionError", "OrinTimeoutError",
+    "AuthenticationError", "BatchFailure", "BatchItem", "BusyError", "DiskFullError", "FileFacts",
+    "GenerationResult", "Health", "InferenceAPI", "ModelInfo", "ModelStats", "ModelsAPI", "MoveOutcome",
+    "NotFoundError", "Operation", "OperationFailedError", "OrinAPIError", "OrinClient", "OrinClientError",
+    "OrinConnectionError", "OrinTimeoutError",
     "PermissionDeniedError", "PlacementAPI", "PlacementMove", "PlacementPlan", "PlanVerdict", "ProposedModel",
     "Routed", "ServerError", "ServerEvent", "Suggestion", "SystemAPI", "SystemStatus", "TextStream", "TierInfo",
     "ValidationError",

@@ -15,6 +15,7 @@ exactly what it can act on::
         ├── ValidationError         422: a bad argument (field names it)
         ├── BusyError               429: the model's queue is full; retry shortly
         ├── ServerError             5xx: shutting down, a runner died, an internal error
+        │   └── DiskFullError       507: the server's catalog file system is full (free space there)
         └── OperationFailedError    a load, move or unload followed with wait=True failed
 """
 
@@ -134,6 +135,12 @@ class ServerError(OrinAPIError):
     internal error (500, logged in full on the server)."""
 
 
+class DiskFullError(ServerError):
+    """507: a catalog edit (add, pin) could not be saved because the server's file system is
+    full or its quota used up; the message names the folder. Free space there and retry: the
+    catalog is unchanged."""
+
+
 class OperationFailedError(OrinAPIError):
     """A load, move or unload followed with ``wait=True`` ended ``failed`` or ``cancelled``.
 
@@ -181,6 +188,7 @@ _BY_STATUS: dict[int, type[OrinAPIError]] = {
     409: AdmissionRefusedError,
     422: ValidationError,
     429: BusyError,
+    507: DiskFullError,
 }
 
 # An error that arrives as an SSE ``error`` event has no status of its own: its type decides.
@@ -196,6 +204,7 @@ _BY_TYPE: dict[str, type[OrinAPIError]] = {
     "UnknownModel": NotFoundError,
     "NotFound": NotFoundError,
     "ShuttingDown": ServerError,
+    "DiskFull": DiskFullError,
 }
 
 
@@ -203,7 +212,7 @@ def error_class(status: int | None, kind: str) -> type[OrinAPIError]:
     """The exception class for an error answer: by status, else (inside a stream) by type."""
     if status is not None:
         if status >= 500:
-            return ServerError
+            return _BY_STATUS.get(status, ServerError)
         return _BY_STATUS.get(status, OrinAPIError)
     return _BY_TYPE.get(kind, ServerError)
 

@@ -29,7 +29,9 @@ from orin_console.core.units import MB, format_size
 
 __all__ = [
     "CONFIG_FILE_LIMIT",
+    "DISK_FULL_ERRNOS",
     "STATE_FILE_LIMIT",
+    "DiskFull",
     "FileSaveError",
     "atomic_write_text",
     "exclusive_lock",
@@ -165,6 +167,17 @@ class FileSaveError(OrinError, OSError):
         self.errno = errno_
 
 
+class DiskFull(FileSaveError):
+    """A file (or its lock file) could not be written because the file system that holds it
+    is full (``ENOSPC``) or the disk quota is used up (``EDQUOT``): the fix is to free space
+    there, not to change the request. The API answers it with 507 Insufficient Storage.
+    """
+
+
+DISK_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""The system errors that mean "no space left" (:class:`DiskFull`)."""
+
+
 _SAVE_FIXES: Final = {
     errno.ENOSPC: "no space left on the file system that holds {folder}; free some space there "
                   "(or put the {what} on another file system) and retry",
@@ -182,7 +195,8 @@ def _save_error(path: str | os.PathLike[str], folder: Path, what: str, exc: OSEr
     code = errno.errorcode.get(exc.errno or 0)
     detail = f"{problem} ({code})" if code else problem
     advice = fix.format(folder=sanitize_path(folder), what=what) if fix else "check the folder and retry"
-    return FileSaveError(
+    kind = DiskFull if exc.errno in DISK_FULL_ERRNOS else FileSaveError
+    return kind(
         f"{sanitize_path(path)}: cannot save the {what}: {detail}; {advice}. "
         f"The {what} on disk is unchanged (nothing was lost).",
         exc.errno,
@@ -212,7 +226,8 @@ def atomic_write_text(
     Raises:
         FileSaveError: the temp file could not be created, written, synced or renamed (a full
             disk, a read-only file system...): the message names the problem and the fix; the
-            old file is untouched and the temp file is removed.
+            old file is untouched and the temp file is removed. :class:`DiskFull` (a subclass)
+            when the file system is full or the quota used up.
     """
     target = _real_target(path)
     folder = target.parent
@@ -312,6 +327,7 @@ def exclusive_lock(
     Raises:
         OrinError: of type ``error``: the lock file cannot be opened, or another process
             held the lock for longer than ``timeout_s``.
+        DiskFull: the lock file cannot be created because the file system is full.
     """
     lock = lock_path(path)
     shown = sanitize_path(lock)
@@ -319,9 +335,12 @@ def exclusive_lock(
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
     except OSError as exc:
         fix = _SAVE_FIXES.get(exc.errno or 0, "check the folder's permissions")
-        raise error(f"{shown}: cannot open the lock file for the {what}: "
-                    f"{exc.strerror or exc}; {fix.format(folder=sanitize_path(lock.parent), what=what)}; "
-                    f"the {what} is unchanged") from None
+        message = (f"{shown}: cannot open the lock file for the {what}: "
+                   f"{exc.strerror or exc}; {fix.format(folder=sanitize_path(lock.parent), what=what)}; "
+                   f"the {what} is unchanged")
+        if exc.errno in DISK_FULL_ERRNOS:  # no inode left: the same problem and fix as a full disk
+            raise DiskFull(message, exc.errno) from None
+        raise error(message) from None
     try:
         deadline = time.monotonic() + timeout_s
         while True:

@@ -32,6 +32,7 @@ from orin_console.client.errors import (
 from orin_console.core.engine.selection import SelectionError
 from orin_console.core.engine.types import Result
 from orin_console.core.errors import OrinError
+from orin_console.core.files import DiskFull
 from orin_console.core.manager.types import ModelBusy
 from orin_console.core.memory.admission import AdmissionRefused, Decision, Suggestion
 from orin_console.core.runner.messages import RunnerError
@@ -67,6 +68,8 @@ def core_error(exc: BaseException) -> BaseException:
                                          suggestions=suggestions, summary=summary))
     if kind == "ModelBusy":
         return ModelBusy(message)
+    if kind == "DiskFull" or exc.status == 507:  # the server's disk: its message names the folder and the fix
+        return DiskFull(message)
     if kind in ("SelectionError", "UnknownModel"):
         return SelectionError(message)
     if kind.startswith("Runner") and kind != "RunnerInputError":
