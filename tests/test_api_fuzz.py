@@ -78,10 +78,11 @@ about the models' usage and residency at that moment): 422 `NoSuchMove`, documen
 another apply runs."""
 
 SEED_GENERATION = ["/quick/generate", "/generate", "/chat"]
-SEED_POSITIVE = ["2xx", "404", "409", "422", "429"]
+SEED_POSITIVE = ["2xx", "404", "409", "413", "422", "429"]
 """A schema-valid prompt (or 256 messages) may not fit the chosen model's context with its
-``max_tokens``: a 422 ``RunnerInputError`` (``ParameterError`` for ``max_tokens`` alone) that
-depends on the model, so no document can state it. (``/batch`` reports it per item, in a 200.)"""
+``max_tokens``: a 422 ``RunnerInputError`` (``ParameterError`` for ``max_tokens`` alone), or a 413
+``PromptTooLong`` for one over 32 bytes per context token, that depends on the model, so no
+document can state it. (``/batch`` reports it per item, in a 200.)"""
 
 CONFIG = {
     "seed": 20260105,
