@@ -165,6 +165,25 @@ def test_openai_clients_get_context_length_exceeded(api: TestClient, path: str, 
     assert f"the prompt is {len(TOO_LONG)} bytes" in error["message"]
 
 
+def test_the_sdk_raises_prompt_too_long_and_a_validation_error_for_the_context(core: Core) -> None:
+    from orin_console.client import OrinClient, PromptTooLongError, ValidationError
+
+    async def ask() -> tuple[BaseException, BaseException]:
+        transport = httpx.ASGITransport(app=create_app(core))
+        async with OrinClient("http://127.0.0.1:8000", transport=transport) as client:
+            with pytest.raises(PromptTooLongError) as long:
+                await client.inference.generate(TOO_LONG, model="alpha")
+            with pytest.raises(ValidationError) as wide:
+                await client.models.load("wide", wait=True)
+        return long.value, wide.value
+
+    long, wide = asyncio.run(ask())
+    assert isinstance(long, ValidationError) and long.status == 413 and long.type == "PromptTooLong"
+    assert "shorten it" in long.message
+    assert not isinstance(wide, PromptTooLongError) and wide.type == "ContextAboveTrained"
+    assert_context_message(wide.message)
+
+
 def test_the_console_shows_the_refusal_in_its_log(tmp_path: Path) -> None:
     """``l`` on the hand-edited entry: the log and a notification carry the whole reason."""
     write_tiny_llama(tmp_path / "alpha.gguf", n_ctx=TRAINED, ascii_output=True)

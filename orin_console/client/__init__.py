@@ -24,6 +24,7 @@ from orin_console.client.errors import (
     OrinConnectionError,
     OrinTimeoutError,
     PermissionDeniedError,
+    PromptTooLongError,
     ServerError,
     ValidationError,
 )
@@ -55,7 +56,8 @@ __all__ = [
     "GenerationResult", "Health", "InferenceAPI", "ModelInfo", "ModelStats", "ModelsAPI", "MoveOutcome",
     "NotFoundError", "Operation", "OperationFailedError", "OrinAPIError", "OrinClient", "OrinClientError",
     "OrinConnectionError", "OrinTimeoutError",
-    "PermissionDeniedError", "PlacementAPI", "PlacementMove", "PlacementPlan", "PlanVerdict", "ProposedModel",
+    "PermissionDeniedError", "PlacementAPI", "PlacementMove", "PlacementPlan", "PlanVerdict", "PromptTooLongError",
+    "ProposedModel",
     "Routed", "ServerError", "ServerEvent", "Suggestion", "SystemAPI", "SystemStatus", "TextStream", "TierInfo",
     "ValidationError",
 ]

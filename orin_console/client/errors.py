@@ -13,6 +13,7 @@ exactly what it can act on::
         ├── NotFoundError           404: unknown model, or no model can serve the request
         ├── AdmissionRefusedError   409: the model would not fit (reasons, suggestions)
         ├── ValidationError         422: a bad argument (field names it)
+        │   └── PromptTooLongError  413: the prompt is far beyond the model's context (or the body too large)
         ├── BusyError               429: the model's queue is full; retry shortly
         ├── ServerError             5xx: shutting down, a runner died, an internal error
         │   └── DiskFullError       507: the server's catalog file system is full (free space there)
@@ -126,6 +127,11 @@ class ValidationError(OrinAPIError):
     """422: a bad argument; :attr:`field` names it."""
 
 
+class PromptTooLongError(ValidationError):
+    """413: the prompt cannot fit the model's context (``PromptTooLong``: the message names its
+    size, the bound and the fix), or the request body is above the server's limit."""
+
+
 class BusyError(OrinAPIError):
     """429: the model's queue is full; retry shortly."""
 
@@ -186,6 +192,7 @@ _BY_STATUS: dict[int, type[OrinAPIError]] = {
     403: PermissionDeniedError,
     404: NotFoundError,
     409: AdmissionRefusedError,
+    413: PromptTooLongError,
     422: ValidationError,
     429: BusyError,
     507: DiskFullError,
@@ -199,6 +206,8 @@ _BY_TYPE: dict[str, type[OrinAPIError]] = {
     "ParameterError": ValidationError,
     "RunnerInputError": ValidationError,
     "EngineError": ValidationError,
+    "PromptTooLong": PromptTooLongError,
+    "ContextAboveTrained": ValidationError,
     "ModelBusy": BusyError,
     "SelectionError": NotFoundError,
     "UnknownModel": NotFoundError,
