@@ -440,7 +440,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         401: "Missing or wrong bearer token",
         404: "Unknown model or operation; no model can serve",
         409: "Admission refused: the body itemises the reasons and suggestions",
-        413: "Request body too large",
+        413: "Request body too large (`BodyTooLarge`), or a prompt far beyond the model's context "
+             "(`PromptTooLong`: the message names its size, the bound and the fix)",
         422: "Invalid payload: `field` names the field",
         429: "The model's queue is full: retry shortly",
         503: "Shutting down, or the model is unavailable",
