@@ -24,7 +24,6 @@ during a fault and after the repair.
 from __future__ import annotations
 
 import errno
-import importlib
 import logging
 import random
 import socket
@@ -38,15 +37,8 @@ from typing import Any
 
 from orin_console.core.events.bus import EventBus, TelemetrySample, TelemetrySourceChanged
 from orin_console.core.telemetry import JtopSource, NvmlSource, PsutilSource, Sampler
+from orin_console.testing.telemetry_fakes import FakeJtop, fake_pynvml
 from stress.common import module_main
-
-_TESTS = Path(__file__).resolve().parent.parent / "tests"
-if str(_TESTS) not in sys.path:  # the suite's library stand-ins (telemetry_fakes.py)
-    sys.path.append(str(_TESTS))
-
-_fakes: Any = importlib.import_module("telemetry_fakes")
-FakeJtop: Any = _fakes.FakeJtop
-fake_pynvml: Any = _fakes.fake_pynvml
 
 __all__ = ["JTOP_FAULTS", "NVML_FAULTS", "FlakyJtop", "FlakyNvml", "Watch", "run"]
 
@@ -114,7 +106,7 @@ class FlakyJtop:
             def hang() -> None:
                 client.started = True
                 self._unhung.wait(30)  # a hung service: no answer until it is repaired
-            client.start = hang
+            client.start = hang  # type: ignore[method-assign]  # the fake's start, replaced by a hung one
         self.clients.append(client)
         return client
 

@@ -43,7 +43,7 @@ from orin_console.core.manager.types import ModelState, ModelStatus, TierUsage
 from orin_console.core.telemetry import Sampler
 from orin_console.core.telemetry.base import Sample
 from orin_console.testing.managers import make_core
-from tests.telemetry_fakes import ScriptedSource, failed, unavailable
+from orin_console.testing.telemetry_fakes import ScriptedSource, failed, unavailable
 
 TUI_KINDS = ("ModelStateChanged", "TierUsageChanged", "LoadProgress", "TelemetrySample", "TelemetrySourceChanged",
              "ManagerError", "PlanChanged", "CatalogChanged", "GenerationStarted", "GenerationFinished")

@@ -11,9 +11,8 @@ import time
 import pytest
 
 from orin_console.core.events.bus import Event, EventBus, TelemetrySample, TelemetrySourceChanged
+from orin_console.testing.telemetry_fakes import make_sample
 from orin_console.testing.waits import wait_until
-
-from telemetry_fakes import make_sample
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -19,9 +19,8 @@ from orin_console.core.events.kinds import (
     TierUsageChanged,
     TokenGenerated,
 )
+from orin_console.testing.telemetry_fakes import make_sample
 from orin_console.testing.waits import wait_until
-
-from telemetry_fakes import make_sample
 
 STATE_KINDS = (GenerationStarted, GenerationFinished, TierUsageChanged)
 

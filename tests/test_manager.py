@@ -288,7 +288,7 @@ def test_runner_gpu_memory_comes_from_the_telemetry_sample(workdir: Path) -> Non
     """On a Jetson, jtop reports GPU memory per process; the manager adds it to the runner's figure."""
     import psutil
 
-    from telemetry_fakes import make_sample
+    from orin_console.testing.telemetry_fakes import make_sample
 
     gpu_bytes = 300 * 2**20
 

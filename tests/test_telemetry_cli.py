@@ -11,8 +11,7 @@ from rich.console import Console
 from orin_console.cli import telemetry as cli_telemetry
 from orin_console.cli.main import main
 from orin_console.core.telemetry import Sampler, SourceStatus
-
-from telemetry_fakes import ScriptedSource, failed, make_sample
+from orin_console.testing.telemetry_fakes import ScriptedSource, failed, make_sample
 
 GiB = 1024**3
 

@@ -24,9 +24,8 @@ from orin_console.core.telemetry import (
     TelemetryError,
     build_sources,
 )
+from orin_console.testing.telemetry_fakes import ScriptedSource, failed, make_sample, unavailable
 from orin_console.testing.waits import wait_until
-
-from telemetry_fakes import ScriptedSource, failed, make_sample, unavailable
 
 
 class Clock:

@@ -33,9 +33,8 @@ from orin_console.core.telemetry import (
 from orin_console.core.telemetry import jtop_source as jtop_mod
 from orin_console.core.telemetry.process import ProcessMemory, read_vm_swap
 from orin_console.core.telemetry.psutil_source import cpu_load, memory_fields, read_cpu_times, read_meminfo
+from orin_console.testing.telemetry_fakes import KB, ORIN_NANO_STATS, FakeJtop, fake_pynvml, make_sample, unix_socket
 from orin_console.testing.waits import wait_until
-
-from telemetry_fakes import KB, ORIN_NANO_STATS, FakeJtop, fake_pynvml, make_sample, unix_socket
 
 GiB = 1024**3
 MiB = 1024**2

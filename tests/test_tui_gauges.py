@@ -12,9 +12,9 @@ import pytest
 from textual.app import App, ComposeResult
 
 from orin_console.core.units import GB
+from orin_console.testing.telemetry_fakes import make_sample
 from orin_console.tui.widgets.gauges import GaugeBar, GaugesPane, gauge_rows, pick_temperature, sparkline
 
-from telemetry_fakes import make_sample
 from tui_fakes import NOW, jtop_sample, stale_psutil_sample
 
 

@@ -13,8 +13,7 @@ from textual.widget import Widget
 
 from orin_console.core.manager.types import ModelState, ModelStatus, SystemStatus, TierUsage
 from orin_console.core.units import GB, MB
-
-from telemetry_fakes import make_sample
+from orin_console.testing.telemetry_fakes import make_sample
 
 NOW = 100.0
 """The fixed monotonic "now" of the gauge tests."""

@@ -1,4 +1,4 @@
-"""Fakes for the telemetry tests, in the real libraries' shapes.
+"""Fakes for the telemetry tests and ``stress.telemetry_faults``, in the real libraries' shapes.
 
 - ``ORIN_NANO_STATS``: what the jtop service sends (``jtop._stats``), recorded from the real
   jetson-stats 7.2.2 service running against the emulated Orin Nano in ``jtop_fake_orin.py``
@@ -240,14 +240,14 @@ def fake_pynvml(
     max_clock_mhz: int = 3105,
     fan_supported: bool = False,
     procs: dict[int, int | None] | None = None,
-) -> types.ModuleType:
+) -> Any:
     """A ``pynvml`` that answers like a driver would, with pynvml's own types and errors.
 
     ``module.lost = True`` makes every device query fail as a GPU that fell off the bus.
     """
     import pynvml
 
-    mod = types.ModuleType("fake_pynvml")
+    mod: Any = types.ModuleType("fake_pynvml")  # attributes set below, as pynvml's
     mod.NVMLError = pynvml.NVMLError
     mod.NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
     mod.NVML_CLOCK_GRAPHICS = pynvml.NVML_CLOCK_GRAPHICS
@@ -309,7 +309,7 @@ def fake_pynvml(
     mod.nvmlDeviceGetMaxClockInfo = _value(max_clock_mhz)
     mod.nvmlDeviceGetFanSpeed = fan
     mod.nvmlDeviceGetComputeRunningProcesses = processes
-    mod.nvmlDeviceGetGraphicsRunningProcesses = lambda _h: (check(), [])[1]
+    mod.nvmlDeviceGetGraphicsRunningProcesses = lambda h: processes(h)[:0]
     return mod
 
 
