@@ -31,6 +31,7 @@ from orin_console.client import (
     OrinConnectionError,
     OrinTimeoutError,
     PermissionDeniedError,
+    PromptTooLongError,
     ServerError,
     ValidationError,
 )
@@ -287,6 +288,7 @@ def test_waiting_for_an_operation_can_time_out() -> None:
     (502, "RunnerDied", ServerError),
     (503, "ShuttingDown", ServerError),
     (413, "BodyTooLarge", OrinAPIError),
+    (413, "PromptTooLong", PromptTooLongError),
     (499, "Cancelled", OrinAPIError),
 ])
 def test_each_status_raises_its_class_with_the_servers_error(status: int, kind: str, cls: type[OrinAPIError]) -> None:

@@ -13,7 +13,7 @@ exactly what it can act on::
         ├── NotFoundError           404: unknown model, or no model can serve the request
         ├── AdmissionRefusedError   409: the model would not fit (reasons, suggestions)
         ├── ValidationError         422: a bad argument (field names it)
-        │   └── PromptTooLongError  413: the prompt is far beyond the model's context (or the body too large)
+        │   └── PromptTooLongError  413 PromptTooLong: the prompt is far beyond the model's context
         ├── BusyError               429: the model's queue is full; retry shortly
         ├── ServerError             5xx: shutting down, a runner died, an internal error
         │   └── DiskFullError       507: the server's catalog file system is full (free space there)
@@ -128,8 +128,9 @@ class ValidationError(OrinAPIError):
 
 
 class PromptTooLongError(ValidationError):
-    """413: the prompt cannot fit the model's context (``PromptTooLong``: the message names its
-    size, the bound and the fix), or the request body is above the server's limit."""
+    """413 ``PromptTooLong``: the prompt cannot fit the model's context; the message names its
+    size, the bound and the fix. (A body above the server's limit, 413 ``BodyTooLarge``, stays
+    an :class:`OrinAPIError`.)"""
 
 
 class BusyError(OrinAPIError):
@@ -192,7 +193,6 @@ _BY_STATUS: dict[int, type[OrinAPIError]] = {
     403: PermissionDeniedError,
     404: NotFoundError,
     409: AdmissionRefusedError,
-    413: PromptTooLongError,
     422: ValidationError,
     429: BusyError,
     507: DiskFullError,
@@ -220,6 +220,8 @@ _BY_TYPE: dict[str, type[OrinAPIError]] = {
 def error_class(status: int | None, kind: str) -> type[OrinAPIError]:
     """The exception class for an error answer: by status, else (inside a stream) by type."""
     if status is not None:
+        if status == 413 and kind == "PromptTooLong":
+            return PromptTooLongError
         if status >= 500:
             return _BY_STATUS.get(status, ServerError)
         return _BY_STATUS.get(status, OrinAPIError)
