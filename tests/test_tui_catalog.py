@@ -13,7 +13,7 @@ from orin_console.core.catalog.store import Catalog, CatalogEntry
 from orin_console.core.manager.types import ModelState
 from orin_console.core.placement.usage import UsageRecord
 from orin_console.core.units import MB
-from orin_console.tui.widgets.catalog import CatalogTable, FileFacts, ModelDetails, file_facts
+from orin_console.tui.widgets.catalog import CatalogTable, FileFacts, ModelDetails
 
 from tui_fakes import model, six_states
 
@@ -140,14 +140,6 @@ def test_outside_text_is_sanitised_and_never_markup() -> None:
     assert row[8] == "[bold red]Q4\ufffd[2J[/]"
     assert "[red]boom\ufffd]0;title\ufffd[/red]" in details
     assert "bidi \ufffdevil" in details
-
-
-def test_file_facts_reads_each_header(tiny_pair: Path, tmp_path: Path) -> None:
-    entries = [CatalogEntry(id="alpha", path=str(tiny_pair / "alpha.gguf"), tasks=("chat",)),
-               CatalogEntry(id="gone", path=str(tmp_path / "missing.gguf"), tasks=("chat",))]
-    facts = file_facts(Catalog(tmp_path / "models.toml", entries))
-    assert facts["alpha"].size and facts["alpha"].quantization
-    assert facts["gone"].size is None and facts["gone"].problem
 
 
 def _press(*keys: str) -> Any:

@@ -32,14 +32,13 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import DataTable
 
-from orin_console.core.catalog.add import describe
 from orin_console.core.catalog.store import Catalog
 from orin_console.core.manager.types import ModelState, ModelStatus
 from orin_console.core.placement.usage import UsageRecord
 from orin_console.core.text import sanitize
 from orin_console.tui.widgets.figures import short_size
 
-__all__ = ["COLUMNS", "CatalogTable", "FileFacts", "ModelDetails", "file_facts"]
+__all__ = ["COLUMNS", "CatalogTable", "FileFacts", "ModelDetails"]
 
 
 @dataclass(frozen=True)
@@ -55,14 +54,6 @@ class FileFacts:
     size: int | None = None
     quantization: str | None = None
     problem: str | None = None
-
-
-def file_facts(catalog: Catalog) -> dict[str, FileFacts]:
-    """Each catalog model's file facts. Reads every header: call it from a worker thread."""
-    return {r.entry.id: FileFacts(r.info.file_size if r.info else None,
-                                  sanitize(r.info.quantization) if r.info and r.info.quantization else None,
-                                  r.problem)
-            for r in describe(catalog)}
 
 
 @dataclass(frozen=True)
