@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from orin_console.core.catalog.add import context_above_trained
 from orin_console.core.catalog.store import Catalog, CatalogEntry
 from orin_console.core.errors import GGUFError
 from orin_console.core.gguf import GGUFInfo, read_gguf
@@ -63,11 +64,7 @@ def facts_of(info: GGUFInfo) -> FileFacts:
 
 def context_problem(entry: CatalogEntry, facts: FileFacts) -> str | None:
     """Why ``entry``'s context does not suit its file (above the trained context), or None."""
-    trained = facts.context_length
-    if trained and entry.context > trained:
-        return (f"context {entry.context} is above the model's trained context {trained}; "
-                f"set context = {trained} or less")
-    return None
+    return context_above_trained(entry.context, facts.context_length)
 
 
 class FileFactsCache:

@@ -222,6 +222,14 @@ def add_models(store: CatalogStore, path: Path, **options: object) -> AddResult:
     return AddResult(tuple(entries), tuple(refused), catalog)
 
 
+def context_above_trained(context: int, trained: int | None) -> str | None:
+    """Why an entry's ``context`` does not suit a model trained with ``trained`` tokens (above
+    it), or None (also when the header does not say)."""
+    if trained and context > trained:
+        return f"context {context} is above the model's trained context {trained}; set context = {trained} or less"
+    return None
+
+
 def describe(catalog: Catalog) -> list[ModelRow]:
     """Each entry with its file's header facts, or the reason they cannot be read."""
     rows = []
@@ -231,8 +239,7 @@ def describe(catalog: Catalog) -> list[ModelRow]:
             info, problem = read_gguf(path), None
         except GGUFError as exc:
             info, problem = None, sanitize(f"{exc.field}: {exc.reason}")
-        if info is not None and info.context_length and entry.context > info.context_length:
-            problem = (f"context {entry.context} is above the model's trained context {info.context_length}; "
-                       f"set context = {info.context_length} or less")
+        if info is not None and (above := context_above_trained(entry.context, info.context_length)) is not None:
+            problem = above
         rows.append(ModelRow(entry, path, info, problem))
     return rows
