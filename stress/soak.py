@@ -48,6 +48,9 @@ SPECS = (ModelSpec("alpha", tier="ram"), ModelSpec("beta", seed=7, tier="swap", 
          ModelSpec("gamma", seed=3, tier="swap", tasks=("chat", "summarisation")))
 IDS = tuple(s.id for s in SPECS)
 
+WATCHDOG_S = 10.0
+"""The soak server's runner watchdog (see :func:`_soak`); tiny models answer in milliseconds."""
+
 WEIGHTS = {"generate": 30, "stream": 25, "load": 10, "move": 10, "unload": 5, "plan": 5, "apply": 5,
            "status": 10}
 """The traffic mix (relative weights)."""
@@ -227,8 +230,9 @@ def _unload_all(url: str, timeout: float = 60) -> tuple[bool, list[str]]:
                 if m["state"] in ("ready", "failed"):
                     client.post(f"/models/{m['id']}/unload")
             time.sleep(0.2)
-    return False, [f"{m['id']}: {m['state']} busy={m.get('busy')} queued={m.get('queued')} error={m.get('error')}"
-                   for m in busy]
+    return False, [f"{m['id']}: {m['state']} tier={m.get('tier')} target={m.get('target_tier')} "
+                   f"progress={m.get('progress')} pid={m.get('pid')} busy={m.get('busy')} queued={m.get('queued')} "
+                   f"error={m.get('error')}" for m in busy]
 
 
 def _checkpoint(url: str, pid: int, traffic: Traffic, settle_s: float, unload_s: float) -> dict[str, Any]:
@@ -272,7 +276,10 @@ def _soak(folder: Path, seed: int, duration_s: float, warmup_s: float, sample_s:
           clients: int, settle_s: float) -> dict[str, Any]:
     mark = f"soak-{uuid.uuid4().hex[:12]}"
     samples: list[dict[str, Any]] = []
-    config = {"telemetry_interval_s": 1.0}
+    # The runner watchdog at 10 s instead of 120 s (first token) and 30 s (between tokens;
+    # a load may be silent for the larger): a runner that stops answering is killed well
+    # inside a checkpoint's wait, as the product does, and counted (``watchdog_kills``).
+    config = {"telemetry_interval_s": 1.0, "first_token_timeout_s": WATCHDOG_S, "token_gap_timeout_s": WATCHDOG_S}
     with serve_process(folder / "serve", SPECS, env={"ORIN_TEST_MARK": mark}, config=config) as served:
         pid = served.pid
         traffic = Traffic(served.url, seed, clients)
@@ -308,6 +315,7 @@ def _soak(folder: Path, seed: int, duration_s: float, warmup_s: float, sample_s:
             exit_status = None
         term_s = time.monotonic() - term_started
         left_after_term = _wait_gone(mark, 10)
+        watchdog_kills = sum("stopped answering" in line for line in served.stderr_lines)
         stuck = not (baseline["settled"] and final["settled"])
         log_tail = served.stderr_lines[-400:] if stuck else served.stderr_lines[-20:]
     ops = {kind: sum(by.values()) for kind, by in traffic.counts.items() if kind != "stream_error"}
@@ -327,6 +335,7 @@ def _soak(folder: Path, seed: int, duration_s: float, warmup_s: float, sample_s:
         "rss_bound_mb": round(bound / MiB, 1),
         "sigterm": {"exit_status": exit_status, "seconds": round(term_s, 2), "left": left_after_term},
         "server_log_tail": log_tail,
+        "watchdog_kills": watchdog_kills,
     }
 
 
