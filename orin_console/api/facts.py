@@ -1,6 +1,6 @@
 """The catalog models' file facts (size, quantisation, architecture...) as the API sends them.
 
-One :class:`~orin_console.core.file_facts.FileFactsCache` per core (its headers are read through
+The manager's :class:`~orin_console.core.file_facts.FileFactsCache` (its headers are read through
 the manager's prediction cache, so a file read for a prediction is not read again here), shared
 by ``GET /models/list``, ``GET /models/{id}`` and the ``Snapshot`` of ``GET /events``: each
 header is read once per file identity, never on every call.
@@ -8,8 +8,6 @@ header is read once per file identity, never on every call.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from orin_console.core.file_facts import FileFacts, FileFactsCache
@@ -18,22 +16,12 @@ from orin_console.core.text import sanitize
 if TYPE_CHECKING:
     from orin_console.core import Core
     from orin_console.core.catalog.store import Catalog, CatalogEntry
-    from orin_console.core.manager.manager import Manager
 
 __all__ = ["catalog_facts", "entry_facts", "facts_cache", "facts_to_dict"]
 
-_LOCK = threading.Lock()
-_CACHES: weakref.WeakKeyDictionary[Manager, FileFactsCache] = weakref.WeakKeyDictionary()
-
-
 def facts_cache(core: Core) -> FileFactsCache:
-    """The core's facts cache (made on first use; it goes with the core's manager)."""
-    manager = core.manager
-    with _LOCK:
-        cache = _CACHES.get(manager)
-        if cache is None:
-            cache = _CACHES[manager] = FileFactsCache(manager.predictions.header)
-        return cache
+    """The core's facts cache (the manager's: shared with an in-process console)."""
+    return core.manager.file_facts
 
 
 def facts_to_dict(facts: FileFacts) -> dict[str, Any]:

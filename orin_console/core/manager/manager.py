@@ -46,6 +46,7 @@ from orin_console.core.events.kinds import (
     ModelStateChanged,
     TierUsageChanged,
 )
+from orin_console.core.file_facts import FileFactsCache
 from orin_console.core.manager.loads import LoadTasks, Operations
 from orin_console.core.manager.model import ModelRuntime, default_tier
 from orin_console.core.manager.predictions import PredictionCache
@@ -161,6 +162,9 @@ class Manager:
         self._models: dict[str, ModelRuntime] = {}
         self._closed = False
         self.predictions = PredictionCache(self.corrections, gpu_offload=gpu_offload, python=sys.executable)
+        self.file_facts = FileFactsCache(self.predictions.header)
+        """Each catalog file's display facts (size, quantisation...), read once per file: the one
+        cache every front end shows them from."""
         self.scheduler = Scheduler(lambda: self.budgets, machine_memory, pinned=self._is_pinned,
                                    busy=self._is_busy, on_change=self._reservations_changed)
         self.recorder = MeasurementRecorder(self.corrections, telemetry, on_recorded=self.predictions.invalidate)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from orin_console.core.catalog.add import AddResult
 from orin_console.core.catalog.store import Catalog
-from orin_console.core.file_facts import FileFactsCache
 from orin_console.core.manager.types import ModelStatus
 from orin_console.core.memory.admission import Decision
 from orin_console.core.placement.current import current_plan
@@ -65,7 +64,7 @@ class InProcessBackend:
         self.chat: ChatEngine = LocalChat(core.engine)
         self._bridge: CoreBridge | None = None
         # each header read once per file (the manager's prediction cache reads it), as the API does
-        self._facts = FileFactsCache(core.manager.predictions.header)
+        self._facts = core.manager.file_facts
 
     @property
     def telemetry(self) -> bool:
