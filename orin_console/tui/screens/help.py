@@ -18,7 +18,8 @@ PANES = (
     ("Tiers", "RAM and swap budgets drawn to scale, a block per model (its colour its state), "
               "free space and the reserve; the disk tier lists the models not loaded."),
     ("Catalog", "every model: tier, state, memory (predicted, then measured), tok/s, uses. "
-                "The row under the cursor is what l u r s p act on."),
+                "The row under the cursor is what l u r s p act on; press , to sort by the next "
+                "column, . to reverse."),
     ("Chat", "answers stream at the bottom with the model, why it was picked, TTFT and tok/s."),
     ("Log", "loads, refusals with their reasons, crashes, telemetry fallbacks, plan changes "
             "(also in console.log under the state folder)."),
